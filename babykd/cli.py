@@ -1,0 +1,59 @@
+"""Argument parsing shared by the entry points (`train.py`, `distill.py`, `dskd_noaux.py`).
+
+Each entry point is `main(argv, default_config=...)`: parse, load and validate
+the config, run. Nobody edits YAML to move paths: `--set data.corpus=/scratch/babylm`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from babykd import REPO_ROOT
+from babykd.config import ConfigError, RunConfig, load_run_config
+
+
+def build_parser(description: str, default_config: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    if default_config:
+        default_config = str(REPO_ROOT / default_config)
+    parser.add_argument(
+        "config", nargs="?" if default_config else None, default=default_config,
+        help="run config YAML (see config/runs/)" + (f"; default {default_config}" if default_config else ""),
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", nargs="+",
+        help="override any config value, e.g. --set training.lr=1e-4 data.corpus=/scratch/babylm",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None, description: str, default_config: str | None = None) -> tuple[RunConfig, bool]:
+    """Parse arguments and load the validated config; exits with the config error on bad input."""
+    args = build_parser(description, default_config).parse_args(argv)
+    overrides = [item for group in args.overrides for item in group]
+    try:
+        return load_run_config(Path(args.config), overrides), args.resume
+    except ConfigError as error:
+        sys.exit(f"config error: {error}")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+
+def train_main(argv: Sequence[str] | None, description: str, default_config: str | None = None,
+               require_distillation: bool = False) -> None:
+    """The whole body of every training entry point."""
+    setup_logging()
+    config, resume = parse_config(argv, description, default_config)
+    if require_distillation and config.distillation is None:
+        sys.exit(f"config error: {config.source}: this entry point needs a 'distillation' section (teachers)")
+    from babykd.training import run_training  # heavy imports after argument errors
+
+    result = run_training(config, resume=resume)
+    print(f"saved {result.run_dir} ({result.parameters:,} parameters, {result.wall_time_s:.1f} s)")

@@ -1,0 +1,524 @@
+"""Run and model configuration: typed dataclasses loaded from YAML, validated on load.
+
+Configs are data. Every run config composes a model config (a path to a file in
+``config/models/`` or an inline mapping) with data, training, output and
+optionally distillation and evaluation settings. Loading checks every key and
+type and names the file and the dotted key in the error, so a typo like
+``trainig.lr`` fails before any compute is spent.
+
+Paths: relative paths written in a YAML file resolve against the repository
+root (so the configs work from any working directory); relative paths given on
+the command line with ``--set`` resolve against the working directory, as a
+shell user expects. ``~`` and ``$VARS`` are expanded in both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from babykd import REPO_ROOT
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and the key."""
+
+
+def _path_field(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A dataclass field holding a filesystem path (resolved on load)."""
+    metadata = {"path": True}
+    if default is dataclasses.MISSING:
+        return field(metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a GPT-2 or Llama causal LM (HF classes).
+
+    `d_ff` is the feed-forward width (GPT-2's `n_inner`, Llama's
+    `intermediate_size`); `name` should carry the parameter count, which a test
+    checks against the built model at vocab 16000.
+    """
+
+    name: str
+    architecture: Literal["gpt2", "llama"]
+    n_layer: int
+    n_head: int
+    d_model: int
+    d_ff: int
+    vocab_size: int = 16000
+    max_position_embeddings: int = 256
+    n_kv_head: int | None = None
+    tie_word_embeddings: bool | None = None
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def validate(self, where: str) -> None:
+        for key in ("n_layer", "n_head", "d_model", "d_ff", "vocab_size", "max_position_embeddings"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}: model.{key} must be positive, got {getattr(self, key)}")
+        if self.d_model % self.n_head:
+            raise ConfigError(
+                f"{where}: model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})"
+            )
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise ConfigError(f"{where}: model.n_head must be divisible by model.n_kv_head")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus is and how it becomes fixed-length token chunks.
+
+    `tokenizer_dir` and `cache_dir` default to folders under the output root
+    named by corpus and vocabulary, so teachers and students trained on the
+    same corpus share one tokenizer (distillation requires it).
+    """
+
+    corpus: str = _path_field()
+    tokenizer_dir: str | None = _path_field(None)
+    cache_dir: str | None = _path_field(None)
+    vocab_size: int = 16000
+    min_frequency: int = 2
+    seq_length: int = 128
+    document_boundaries: Literal["eos", "none"] = "eos"
+    random_offset: bool = False
+    eval_chunks: int = 256
+
+    def validate(self, where: str) -> None:
+        if self.seq_length < 2:
+            raise ConfigError(f"{where}: data.seq_length must be at least 2, got {self.seq_length}")
+        if self.vocab_size < 259:
+            raise ConfigError(f"{where}: data.vocab_size must be at least 259 (256 bytes + 3 specials)")
+        if self.min_frequency < 1 or self.eval_chunks < 0:
+            raise ConfigError(f"{where}: data.min_frequency must be >= 1 and data.eval_chunks >= 0")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings. `batch_size` is the GLOBAL batch in sequences.
+
+    The per-device micro-batch and gradient accumulation are derived from the
+    number of processes (see :func:`derive_batch_layout`), so a recipe means
+    the same on 1 or 8 GPUs.
+    """
+
+    lr: float
+    batch_size: int
+    epochs: float = 1.0
+    max_steps: int = -1
+    per_device_batch_size: int | None = None
+    warmup_steps: int = 0
+    scheduler: Literal["cosine", "linear", "constant_with_warmup", "constant"] = "cosine"
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    logging_steps: int = 50
+    eval_steps: int | None = None
+    save_steps: int = 500
+    save_total_limit: int = 2
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    torch_compile: bool = False
+    dataloader_workers: int = 0
+    progress_bar: bool = True
+
+    def validate(self, where: str) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"{where}: training.lr must be positive, got {self.lr}")
+        if self.batch_size <= 0:
+            raise ConfigError(f"{where}: training.batch_size must be positive, got {self.batch_size}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError(f"{where}: set training.epochs > 0 or training.max_steps > 0")
+        if self.per_device_batch_size is not None and self.per_device_batch_size <= 0:
+            raise ConfigError(f"{where}: training.per_device_batch_size must be positive")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ConfigError(f"{where}: training.warmup_steps and training.weight_decay must be >= 0")
+
+
+@dataclass
+class LossWeightsConfig:
+    """Weights of the named loss terms (see `babykd.losses`)."""
+
+    ce: float = 1.0
+    kl: float = 0.0
+    hidden: float = 0.0
+    contrastive: float = 0.0
+    aux: float = 0.0
+
+
+@dataclass
+class DistillationConfig:
+    """Teachers and the composition of loss terms for one distillation method.
+
+    `kl_normalization: reference` reproduces the published code's
+    `KLDivLoss(reduction="batchmean")` over [batch, seq, vocab], whose KL term
+    is ~seq_length times the per-token value; configs that reproduce a
+    published recipe use it so their weights mean what they meant there.
+    `layer_maps` has one teacher-layer -> student-layer map per teacher
+    (hidden_states indices, 0 = embeddings); null derives a uniform map.
+    """
+
+    teachers: list[str] = _path_field()
+    weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+    temperature: float = 2.0
+    combine: Literal["logits", "probs"] = "logits"
+    kl_normalization: Literal["token", "reference"] = "token"
+    layer_maps: list[dict[int, int]] | None = None
+    contrastive_tau: float = 2.0
+    contrastive_max_positions: int = 512
+    aux_layers: list[int] | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.teachers:
+            raise ConfigError(f"{where}: distillation.teachers must list at least one teacher checkpoint")
+        weights = dataclasses.asdict(self.weights)
+        negative = [k for k, v in weights.items() if v < 0]
+        if negative:
+            raise ConfigError(f"{where}: distillation.weights.{negative[0]} must be >= 0")
+        if not any(weights.values()):
+            raise ConfigError(f"{where}: distillation.weights are all zero: nothing to train on")
+        if self.temperature <= 0 or self.contrastive_tau <= 0:
+            raise ConfigError(f"{where}: distillation.temperature and contrastive_tau must be positive")
+        if self.layer_maps is not None and len(self.layer_maps) != len(self.teachers):
+            raise ConfigError(
+                f"{where}: distillation.layer_maps has {len(self.layer_maps)} maps "
+                f"for {len(self.teachers)} teachers (one map per teacher, or null)"
+            )
+        if self.weights.aux > 0 and not self.aux_layers:
+            raise ConfigError(f"{where}: distillation.aux_layers must name student layers when weights.aux > 0")
+
+
+@dataclass
+class EvaluationConfig:
+    """Zero-shot minimal-pair scoring during training (a fast subset)."""
+
+    tasks: list[str] = field(default_factory=lambda: ["blimp_filtered"])
+    data_dir: str | None = _path_field(None)
+    every_n_steps: int | None = None
+    each_epoch: bool = True
+    max_items_per_subtask: int | None = 200
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes: `<root>/<name>/` (named by the run, never by a timestamp)."""
+
+    name: str
+    root: str = _path_field("models")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.root) / self.name
+
+
+@dataclass
+class RunConfig:
+    """One training run: a model, data, optimisation, output, and optional teachers."""
+
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig
+    output: OutputConfig
+    distillation: DistillationConfig | None = None
+    evaluation: EvaluationConfig | None = None
+    source: str = field(default="<dict>", metadata={"internal": True})
+
+    def validate(self) -> None:
+        for part in (self.model, self.data, self.training, self.distillation):
+            if part is not None:
+                part.validate(self.source)
+        if self.data.seq_length > self.model.max_position_embeddings:
+            raise ConfigError(
+                f"{self.source}: data.seq_length ({self.data.seq_length}) exceeds "
+                f"model.max_position_embeddings ({self.model.max_position_embeddings})"
+            )
+        if self.data.vocab_size != self.model.vocab_size:
+            raise ConfigError(
+                f"{self.source}: data.vocab_size ({self.data.vocab_size}) differs from "
+                f"model.vocab_size ({self.model.vocab_size})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, as written next to every checkpoint (resolved paths)."""
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where YAML is loose (int -> float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, key, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(f"{where}: {key} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, Sequence):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}")
+        return {
+            _coerce(k, args[0], f"{key} key", where): _coerce(v, args[1], f"{key}.{k}", where)
+            for k, v in value.items()
+        }
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping of {tp.__name__} settings, got {value!r}")
+        return _build(tp, value, key, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, where: str) -> Any:
+    """Instantiate dataclass `cls` from `data`, rejecting unknown keys and missing required ones."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{_join(prefix, close[0])}'?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key '{_join(prefix, key)}'{hint}; expected one of {sorted(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        dotted = _join(prefix, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key '{dotted}' ({_type_name(hints[name])})")
+            continue
+        kwargs[name] = _coerce(data[name], hints[name], dotted, where)
+    return cls(**kwargs)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    path = Path(expanded)
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _path_keys(cls: type, prefix: str = "") -> set[str]:
+    """Dotted keys of every path-valued field below dataclass `cls`."""
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = _join(prefix, f.name)
+        if f.metadata.get("path"):
+            keys.add(dotted)
+        inner = [a for a in (typing.get_args(hints[f.name]) or (hints[f.name],)) if dataclasses.is_dataclass(a)]
+        for sub in inner:
+            keys |= _path_keys(sub, dotted)
+    return keys
+
+
+_RUN_PATH_KEYS = _path_keys(RunConfig)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path, only: set[str] | None = None) -> None:
+    """Resolve the path-valued keys of the raw run dict in place against `base`."""
+    for dotted in _RUN_PATH_KEYS if only is None else only & _RUN_PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node: Any = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or node.get(leaf) is None:
+            continue
+        value = node[leaf]
+        if isinstance(value, list):
+            node[leaf] = [_resolve_path(v, base) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, str):
+            node[leaf] = _resolve_path(value, base)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_model_config(path: str | os.PathLike) -> ModelConfig:
+    """Load and validate one architecture file from ``config/models/``."""
+    model = _build(ModelConfig, read_yaml(path), "", str(path))
+    model.validate(str(path))
+    return model
+
+
+#: Sections that may be given as a path to a YAML file holding just that section.
+_SECTIONS = ("model", "data", "training", "distillation", "evaluation")
+
+
+def _inline_sections(raw: dict[str, Any], where: str, base: Path) -> None:
+    """Replace `section: path.yaml` references by the file's mapping (so `--set model.x=` still works)."""
+    for section in _SECTIONS:
+        value = raw.get(section)
+        if isinstance(value, str):
+            section_path = Path(_resolve_path(value, base))
+            try:
+                raw[section] = read_yaml(section_path)
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {section}: {error}") from error
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key.sub=value`` strings; values are YAML scalars/lists (``1e-4``, ``true``, ``[1,2]``)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.lr=1e-4")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {pair!r}: value is not valid YAML: {error}") from error
+        # YAML reads "1e-4" as a string (it wants a dot); users mean a number.
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value.lower() for c in ".e") else value
+            except ValueError:
+                pass
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is not a section")
+        node = child
+    node[leaf] = value
+
+
+def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Load a run config, apply ``--set`` overrides, resolve paths and validate everything.
+
+    Raises:
+        ConfigError: naming the file and dotted key of the first problem found.
+    """
+    where = str(path)
+    raw = read_yaml(path)
+    parsed = parse_overrides(overrides)
+    # A whole section swapped on the command line (`--set model=my.yaml`) is a path relative to cwd.
+    for section in _SECTIONS:
+        if isinstance(parsed.get(section), str):
+            raw[section] = _resolve_path(parsed.pop(section), Path.cwd())
+    _inline_sections(raw, where, REPO_ROOT)
+    _resolve_paths(raw, REPO_ROOT)
+    for dotted, value in parsed.items():
+        _apply_override(raw, dotted, value)
+    _resolve_paths(raw, Path.cwd(), only=set(parsed))
+    config = _build(RunConfig, raw, "", where)
+    config.source = where
+    config.validate()
+    return config
+
+
+def run_config_from_dict(raw: Mapping[str, Any], where: str = "<dict>") -> RunConfig:
+    """Build a validated run config from an in-memory mapping (paths relative to the working directory)."""
+    data = yaml.safe_load(yaml.safe_dump(dict(raw)))  # deep copy as plain data
+    _inline_sections(data, where, Path.cwd())
+    _resolve_paths(data, Path.cwd())
+    config = _build(RunConfig, data, "", where)
+    config.source = where
+    config.validate()
+    return config
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How a global batch is split: micro-batch per device x devices x accumulation steps."""
+
+    per_device: int
+    accumulation: int
+    world_size: int
+
+
+def derive_batch_layout(training: TrainingConfig, world_size: int | None = None) -> BatchLayout:
+    """Split the global batch over `world_size` processes (default: $WORLD_SIZE or 1).
+
+    The micro-batch is the largest divisor of the per-process share that does
+    not exceed `per_device_batch_size`, so the effective batch is exactly the
+    configured global batch.
+    """
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    if training.batch_size % world:
+        raise ConfigError(
+            f"training.batch_size ({training.batch_size}) is not divisible by the number of processes ({world})"
+        )
+    share = training.batch_size // world
+    cap = min(training.per_device_batch_size or share, share)
+    per_device = max(d for d in range(1, cap + 1) if share % d == 0)
+    return BatchLayout(per_device=per_device, accumulation=share // per_device, world_size=world)

@@ -1,0 +1,51 @@
+"""Loss terms for knowledge-distillation pretraining.
+
+All terms take HF-style unshifted tensors (logits ``[B, T, V]``, labels
+``[B, T]`` with -100 at ignored positions, hidden_states tuples of
+``[B, T, width]``) and return a scalar; weights are applied by the trainer
+through :class:`LossWeights` / :func:`combine`.
+"""
+
+from babykd.losses.auxiliary import AuxiliaryHeads, auxiliary_classifier_loss
+from babykd.losses.combine import LOSS_TERMS, TERM_NAMES, LossTerms, LossWeights, combine
+from babykd.losses.hidden import HiddenStateProjections, contrastive_loss, hidden_state_loss
+from babykd.losses.layer_maps import (
+    PUBLISHED_LAYER_MAPS,
+    last_layer_maps,
+    uniform_layer_map,
+    validate_layer_map,
+)
+from babykd.losses.logit import (
+    combined_teacher_log_probs,
+    cross_entropy_loss,
+    kl_distillation_loss,
+    soft_target_kl_sum,
+)
+from babykd.losses.modules import DistillationModules
+from babykd.losses.positions import IGNORE_INDEX, ScoredPositions, position_rows, scored_positions
+
+__all__ = [
+    "AuxiliaryHeads",
+    "DistillationModules",
+    "HiddenStateProjections",
+    "IGNORE_INDEX",
+    "LOSS_TERMS",
+    "LossTerms",
+    "LossWeights",
+    "PUBLISHED_LAYER_MAPS",
+    "ScoredPositions",
+    "TERM_NAMES",
+    "auxiliary_classifier_loss",
+    "combine",
+    "combined_teacher_log_probs",
+    "contrastive_loss",
+    "cross_entropy_loss",
+    "hidden_state_loss",
+    "kl_distillation_loss",
+    "last_layer_maps",
+    "position_rows",
+    "scored_positions",
+    "soft_target_kl_sum",
+    "uniform_layer_map",
+    "validate_layer_map",
+]

@@ -1,0 +1,216 @@
+"""The one `Trainer` subclass: a student, optional frozen teachers, and weighted loss terms.
+
+Pretraining is the special case with no teachers and only the CE term, so
+teacher pretraining, ensemble KD, DSKD, contrastive and auxiliary-classifier
+distillation all run through the same training step. The step reads top to
+bottom in :meth:`KDTrainer.compute_loss`; the loss arithmetic itself lives in
+`babykd.losses` as small pure functions.
+
+Trainable extras (hidden-state projections, auxiliary heads) live in ONE
+`nn.Module` that is given to the optimizer, saved in every checkpoint and
+restored on resume; the student saved at the end stays a plain HF model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from babykd.atomic import atomic_write_text
+from babykd.config import DistillationConfig, LossWeightsConfig
+from babykd.data.dataset import EpochShuffleSampler
+from babykd import losses
+
+logger = logging.getLogger(__name__)
+
+#: Name of the extra-module weights inside a checkpoint directory.
+EXTRA_MODULES_FILE = "distillation_modules.safetensors"
+#: Marker written last into a checkpoint: a directory without it is incomplete.
+COMPLETE_MARKER = "checkpoint_complete"
+
+
+class KDTrainer(Trainer):
+    """HF Trainer whose loss is a weighted sum of named terms, with optional teachers.
+
+    Evaluation (`eval_loss`) is always the student's plain cross-entropy, so it
+    is comparable across runs with different loss weights.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        teachers: Sequence[PreTrainedModel] = (),
+        distillation: DistillationConfig | None = None,
+        extra_modules: losses.DistillationModules | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Our terms are per-micro-batch means; let the Trainer divide by accumulation steps.
+        self.model_accepts_loss_kwargs = False
+        self.distillation = distillation
+        self.weights = distillation.weights if distillation else LossWeightsConfig(ce=1.0)
+        self.extra_modules = extra_modules
+        if extra_modules is not None:
+            extra_modules.to(self.args.device)
+        teacher_dtype = torch.bfloat16 if self.args.bf16 else None
+        self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
+        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_counts = 0
+
+    def _freeze(self, teacher: PreTrainedModel, dtype: torch.dtype | None) -> PreTrainedModel:
+        teacher.to(device=self.args.device, dtype=dtype)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        return teacher
+
+    # ------------------------------------------------------------------ data order
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler:
+        """A new seeded permutation each epoch, a pure function of (seed, epoch).
+
+        Unlike a sampler driven by global RNG state, this makes a resumed run
+        see exactly the batches the uninterrupted run would have seen.
+        """
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return EpochShuffleSampler(len(dataset), seed=self.args.seed)
+
+    # ------------------------------------------------------------------ the loss
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        labels = inputs["labels"]
+        attention_mask = inputs.get("attention_mask")
+        training = model.training
+        need_hidden = training and (self.weights.hidden > 0 or self.weights.contrastive > 0 or self.weights.aux > 0)
+        outputs = model(
+            input_ids=inputs["input_ids"], attention_mask=attention_mask, output_hidden_states=need_hidden
+        )
+        ce = losses.cross_entropy_loss(outputs.logits, labels)
+        if not training:
+            return (ce, outputs) if return_outputs else ce
+
+        terms: dict[str, torch.Tensor] = {"ce": ce}
+        if self.teachers:
+            terms.update(self._distillation_terms(outputs, inputs, need_hidden))
+        loss = losses.combine(terms, self.weights)
+        self._record(terms)
+        return (loss, outputs) if return_outputs else loss
+
+    def _distillation_terms(
+        self, student_out: Any, inputs: dict[str, torch.Tensor], need_hidden: bool
+    ) -> dict[str, torch.Tensor]:
+        """Teacher forwards without a graph; every student-side tensor keeps its graph."""
+        cfg = self.distillation
+        assert cfg is not None
+        with torch.inference_mode():
+            teacher_outs = [
+                t(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                  output_hidden_states=need_hidden)
+                for t in self.teachers
+            ]
+        # Tensors made under inference_mode cannot enter autograd; clone() makes normal constants.
+        teacher_logits = [out.logits.clone() for out in teacher_outs]
+        labels = inputs["labels"]
+        terms: dict[str, torch.Tensor] = {}
+        w = self.weights
+        if w.kl > 0:
+            terms["kl"] = losses.kl_distillation_loss(
+                student_out.logits, teacher_logits, labels,
+                temperature=cfg.temperature, combine=cfg.combine, normalization=cfg.kl_normalization,
+            )
+        if need_hidden:
+            teacher_hidden = [[h.clone() for h in out.hidden_states] for out in teacher_outs]
+            modules = self.extra_modules
+            assert modules is not None, "hidden/contrastive/aux terms need DistillationModules"
+            if w.hidden > 0:
+                terms["hidden"] = losses.hidden_state_loss(
+                    student_out.hidden_states, teacher_hidden, modules.projections, inputs.get("attention_mask")
+                )
+            if w.contrastive > 0:
+                mask = labels != -100
+                terms["contrastive"] = losses.contrastive_loss(
+                    student_out.hidden_states[-1], [h[-1] for h in teacher_hidden],
+                    modules.contrastive_projections, mask, tau=cfg.contrastive_tau,
+                    max_positions=cfg.contrastive_max_positions,
+                )
+            if w.aux > 0:
+                terms["aux"] = losses.auxiliary_classifier_loss(
+                    student_out.hidden_states, modules.aux_heads, teacher_logits, labels, cfg.temperature
+                )
+        return terms
+
+    # ------------------------------------------------------------------ logging
+
+    def _record(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            self._term_sums[name] += float(value.detach())
+        self._term_counts += 1
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Add the mean of each loss term since the last log (TensorBoard + console)."""
+        if self._term_counts and "loss" in logs:
+            for name, total in self._term_sums.items():
+                logs[f"loss_{name}"] = round(total / self._term_counts, 6)
+            self._term_sums.clear()
+            self._term_counts = 0
+        super().log(logs, *args, **kwargs)
+
+    # ------------------------------------------------------------------ optimizer + checkpoints
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The stock optimizer, plus one parameter group for the distillation modules."""
+        optimizer = super().create_optimizer(model)
+        if self.extra_modules is not None:
+            params = [p for p in self.extra_modules.parameters() if p.requires_grad]
+            known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if params and not any(id(p) in known for p in params):
+                optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
+        return optimizer
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """Save as HF does, add the extra modules, then mark the checkpoint complete.
+
+        A job killed mid-save leaves a directory without the marker, which
+        :func:`last_complete_checkpoint` skips on resume.
+        """
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            if self.extra_modules is not None:
+                state = {k: v.detach().cpu().contiguous() for k, v in self.extra_modules.state_dict().items()}
+                save_file(state, str(folder / EXTRA_MODULES_FILE))
+            atomic_write_text(folder / COMPLETE_MARKER, f"{self.state.global_step}\n")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / EXTRA_MODULES_FILE
+        if self.extra_modules is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"{resume_from_checkpoint}: no {EXTRA_MODULES_FILE} to restore projections")
+            self.extra_modules.load_state_dict(load_file(str(path), device=str(self.args.device)))
+
+
+def last_complete_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` below `checkpoint_dir` that finished saving, or None."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    candidates = []
+    for child in root.glob("checkpoint-*"):
+        step = child.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (child / COMPLETE_MARKER).is_file():
+            candidates.append((int(step), child))
+    return str(max(candidates)[1]) if candidates else None

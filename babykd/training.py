@@ -1,0 +1,209 @@
+"""Run a training job (pretraining or distillation) from a validated `RunConfig`.
+
+One function, :func:`run_training`, serves `train.py`, `distill.py` and
+`dskd_noaux.py`: the only difference between them is whether the config has a
+`distillation` section. Output goes to `<output.root>/<output.name>/`:
+the final student in standard HF format (safetensors + tokenizer) at the top,
+`run_config.yaml` and `provenance.json` beside it, `checkpoints/` for resume
+and `logs/` for TensorBoard. `provenance.json` is written last: its presence
+means the run finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import set_seed
+
+from babykd.atomic import atomic_directory, atomic_write_json, atomic_write_text
+from babykd.config import RunConfig, derive_batch_layout
+from babykd.data.pipeline import PreparedData, prepare_data
+from babykd.models import build_model, count_parameters
+from babykd.provenance import provenance
+from babykd.teachers import build_distillation_modules, load_teachers
+from babykd.trainer import KDTrainer, last_complete_checkpoint
+
+logger = logging.getLogger(__name__)
+
+#: Written last into a finished run directory.
+PROVENANCE_FILE = "provenance.json"
+
+
+def use_bf16(precision: str) -> bool:
+    """The one place that decides mixed precision: bf16 on a GPU that has it, fp32 on CPU."""
+    if precision == "fp32":
+        return False
+    available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not available:
+        raise RuntimeError("training.precision=bf16 needs a CUDA GPU with bf16 support; use auto or fp32")
+    return available
+
+
+def default_data_dirs(config: RunConfig) -> tuple[Path, Path]:
+    """Tokenizer and token-cache folders shared by every run on the same corpus and vocabulary."""
+    corpus_tag = Path(config.data.corpus).name.replace(".zip", "")
+    root = Path(config.output.root)
+    tokenizer_dir = Path(config.data.tokenizer_dir or root / "tokenizers" / f"{corpus_tag}-{config.data.vocab_size}")
+    cache_dir = Path(config.data.cache_dir or root / "cache" / f"{corpus_tag}-{config.data.vocab_size}")
+    return tokenizer_dir, cache_dir
+
+
+def load_data(config: RunConfig) -> PreparedData:
+    """Tokenizer (trained once on the train split) and the chunked datasets for a run."""
+    tokenizer_dir, cache_dir = default_data_dirs(config)
+    data = config.data
+    return prepare_data(
+        Path(data.corpus), tokenizer_dir, cache_dir,
+        seq_length=data.seq_length, vocab_size=data.vocab_size, min_frequency=data.min_frequency,
+        document_boundaries=data.document_boundaries, random_offset=data.random_offset,
+        eval_chunks=data.eval_chunks, seed=config.training.seed,
+    )
+
+
+def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
+    """HF TrainingArguments derived from our config (global batch -> per-device x accumulation)."""
+    t = config.training
+    layout = derive_batch_layout(t)
+    bf16 = use_bf16(t.precision)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        logging_dir=str(run_dir / "logs"),
+        per_device_train_batch_size=layout.per_device,
+        per_device_eval_batch_size=layout.per_device,
+        gradient_accumulation_steps=layout.accumulation,
+        learning_rate=t.lr,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        adam_epsilon=t.adam_epsilon,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if t.eval_steps else "epoch",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        bf16=bf16,
+        torch_compile=t.torch_compile,
+        dataloader_num_workers=t.dataloader_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not t.progress_bar,
+        report_to=["tensorboard"],
+        optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+@dataclass
+class TrainingResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    parameters: int
+    train_tokens: int
+    wall_time_s: float
+    metrics: dict[str, Any]
+
+
+def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] | None = None) -> TrainingResult:
+    """Train the student described by `config`, save it in HF format, return where.
+
+    With `resume=True` the newest complete checkpoint under the run directory
+    is continued (a fresh start when there is none).
+    """
+    run_dir = config.output.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "run_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    set_seed(config.training.seed)
+    data = load_data(config)
+    check_tokenizer_fits(data.tokenizer, config.model.vocab_size)
+
+    teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length) if config.distillation else []
+    set_seed(config.training.seed)
+    student = build_model(config.model)
+    extra = build_distillation_modules(config.distillation, student, teachers) if config.distillation else None
+    parameters = count_parameters(student)
+    logger.info("student %s: %s parameters", config.model.name, f"{parameters:,}")
+
+    args = training_arguments(config, run_dir)
+    trainer = KDTrainer(
+        model=student,
+        args=args,
+        train_dataset=data.train_dataset,
+        eval_dataset=data.eval_dataset if len(data.eval_dataset) else None,
+        processing_class=data.tokenizer,
+        teachers=teachers,
+        distillation=config.distillation,
+        extra_modules=extra,
+        callbacks=callbacks,
+    )
+    checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
+    if resume:
+        logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    wall = time.perf_counter() - started
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    save_final_model(trainer.model, data.tokenizer, run_dir)
+    atomic_write_json(
+        run_dir / PROVENANCE_FILE,
+        provenance(
+            run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
+            epochs=config.training.epochs, global_steps=trainer.state.global_step,
+            wall_time_s=round(wall, 2), final_metrics=metrics,
+        ),
+    )
+    return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics)
+
+
+def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
+    """Fail before training when the tokenizer has ids the model's embedding cannot hold."""
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but model.vocab_size is {vocab_size}: "
+            "use a tokenizer trained with data.vocab_size <= model.vocab_size"
+        )
+
+
+def save_final_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, run_dir: Path) -> None:
+    """Write the student (safetensors + config) and tokenizer at the top of `run_dir`.
+
+    Files are first written to a temporary directory, then moved into place one
+    by one with atomic renames, so a reader never sees a half-written file.
+    """
+    staging = run_dir / ".final_model"
+    with atomic_directory(staging) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    for file in staging.iterdir():
+        os.replace(file, run_dir / file.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """A run is finished when its provenance file exists (written after the model)."""
+    return (Path(run_dir) / PROVENANCE_FILE).is_file()
+
+
+def load_trained(run_dir: str | os.PathLike) -> PreTrainedModel:
+    """Load a finished run's student with the stock Auto class."""
+    return AutoModelForCausalLM.from_pretrained(run_dir)
