@@ -14,6 +14,7 @@ from typing import Sequence
 
 from babykd import REPO_ROOT
 from babykd.config import ConfigError, RunConfig, load_run_config
+from babykd.preemption import PREEMPTED_EXIT_CODE
 
 
 def build_parser(description: str, default_config: str | None) -> argparse.ArgumentParser:
@@ -56,4 +57,6 @@ def train_main(argv: Sequence[str] | None, description: str, default_config: str
     from babykd.training import run_training  # heavy imports after argument errors
 
     result = run_training(config, resume=resume)
+    if result.preempted:
+        sys.exit(PREEMPTED_EXIT_CODE)
     print(f"saved {result.run_dir} ({result.parameters:,} parameters, {result.wall_time_s:.1f} s)")

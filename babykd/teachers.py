@@ -88,10 +88,12 @@ def build_distillation_modules(
     teacher_widths = [model_layers_and_width(t.config)[1] for t in teachers]
     projections = contrastive = aux = None
     if cfg.weights.hidden > 0:
-        projections = losses.HiddenStateProjections(teacher_widths, student_width, resolved_layer_maps(cfg, student, teachers))
+        projections = losses.HiddenStateProjections(
+            teacher_widths, student_width, resolved_layer_maps(cfg, student, teachers), teacher_names=cfg.teachers
+        )
     if cfg.weights.contrastive > 0:
-        last_maps = [{model_layers_and_width(t.config)[0]: student_layers} for t in teachers]
-        contrastive = losses.HiddenStateProjections(teacher_widths, student_width, last_maps)
+        last_maps = losses.last_layer_maps([model_layers_and_width(t.config)[0] for t in teachers], student_layers)
+        contrastive = losses.HiddenStateProjections(teacher_widths, student_width, last_maps, teacher_names=cfg.teachers)
     if cfg.weights.aux > 0:
         assert cfg.aux_layers is not None  # enforced by DistillationConfig.validate
         bad = [layer for layer in cfg.aux_layers if not 1 <= layer < student_layers]

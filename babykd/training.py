@@ -28,6 +28,7 @@ from babykd.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from babykd.config import RunConfig, derive_batch_layout
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.models import build_model, count_parameters
+from babykd.preemption import PreemptionCallback
 from babykd.provenance import provenance
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer, last_complete_checkpoint
@@ -122,13 +123,15 @@ class TrainingResult:
     train_tokens: int
     wall_time_s: float
     metrics: dict[str, Any]
+    preempted: bool = False
 
 
 def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] | None = None) -> TrainingResult:
     """Train the student described by `config`, save it in HF format, return where.
 
     With `resume=True` the newest complete checkpoint under the run directory
-    is continued (a fresh start when there is none).
+    is continued (a fresh start when there is none). On SIGTERM/SIGUSR1 the run
+    saves a checkpoint and returns early with `preempted=True` (no final model).
     """
     run_dir = config.output.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,14 +157,21 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         teachers=teachers,
         distillation=config.distillation,
         extra_modules=extra,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), preemption := PreemptionCallback()],
     )
     checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     if resume:
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    preemption.install()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        preemption.uninstall()
     wall = time.perf_counter() - started
+    if preemption.preempted:
+        logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
+        return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, preempted=True)
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     save_final_model(trainer.model, data.tokenizer, run_dir)
     atomic_write_json(

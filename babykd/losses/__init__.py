@@ -3,11 +3,11 @@
 All terms take HF-style unshifted tensors (logits ``[B, T, V]``, labels
 ``[B, T]`` with -100 at ignored positions, hidden_states tuples of
 ``[B, T, width]``) and return a scalar; weights are applied by the trainer
-through :class:`LossWeights` / :func:`combine`.
+through :func:`combine` (weights: `babykd.config.LossWeightsConfig`).
 """
 
 from babykd.losses.auxiliary import AuxiliaryHeads, auxiliary_classifier_loss
-from babykd.losses.combine import LOSS_TERMS, TERM_NAMES, LossTerms, LossWeights, combine
+from babykd.losses.combine import LOSS_TERMS, TERM_NAMES, combine
 from babykd.losses.hidden import HiddenStateProjections, contrastive_loss, hidden_state_loss
 from babykd.losses.layer_maps import (
     PUBLISHED_LAYER_MAPS,
@@ -30,8 +30,6 @@ __all__ = [
     "HiddenStateProjections",
     "IGNORE_INDEX",
     "LOSS_TERMS",
-    "LossTerms",
-    "LossWeights",
     "PUBLISHED_LAYER_MAPS",
     "ScoredPositions",
     "TERM_NAMES",

@@ -81,15 +81,11 @@ def auxiliary_classifier_loss(
             raise ValueError(
                 f"teacher {index} has vocabulary size {logits.size(-1)}, the auxiliary heads {aux_heads.vocab_size}"
             )
-    teacher_log_probs = combined_teacher_log_probs([scored.rows(t) for t in teacher_logits], temperature, combine)
-    losses = torch.stack(
-        [
-            safe_mean(
-                soft_target_kl_sum(aux_heads(layer, scored.rows(student_hidden[layer])), teacher_log_probs, temperature),
-                scored.count,
-            )
-            for layer in aux_heads.layers
-        ]
-    )
+    teacher_log_probs = combined_teacher_log_probs((scored.rows(t) for t in teacher_logits), temperature, combine)
+    head_losses = []
+    for layer in aux_heads.layers:
+        head_logits = aux_heads(layer, scored.rows(student_hidden[layer]))
+        head_losses.append(safe_mean(soft_target_kl_sum(head_logits, teacher_log_probs, temperature), scored.count))
+    losses = torch.stack(head_losses)
     inverse = 1.0 / losses.detach().clamp_min(eps)
     return (inverse / inverse.sum() * losses).sum()

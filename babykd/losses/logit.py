@@ -8,7 +8,7 @@ per model.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ def cross_entropy_loss(student_logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def combined_teacher_log_probs(
-    teacher_rows: Sequence[Tensor], temperature: float, combine: Combine = "logits"
+    teacher_rows: Iterable[Tensor], temperature: float, combine: Combine = "logits"
 ) -> Tensor:
     """Detached fp32 log-probabilities of the teacher ensemble at `temperature`, ``[N, V]``.
 
@@ -41,22 +41,28 @@ def combined_teacher_log_probs(
     Log-probabilities that underflow to -inf are clamped to the most negative
     finite float, so their zero probability contributes exactly 0 to the KL
     instead of ``0 * inf = NaN`` (teachers that mask vocabulary entries).
+    `teacher_rows` may be a generator, so that only one teacher's selected
+    rows exist at a time next to the fp32 accumulator.
     """
     _check_choice("combine", combine, COMBINE_MODES)
     _check_temperature(temperature)
-    if not teacher_rows:
-        raise ValueError("at least one teacher is needed for a distillation term")
-    accumulated = torch.zeros(teacher_rows[0].shape, dtype=torch.float32, device=teacher_rows[0].device)
+    accumulated: Tensor | None = None
+    n_teachers = 0
     for rows in teacher_rows:
         rows = rows.detach()
+        if accumulated is None:
+            accumulated = torch.zeros(rows.shape, dtype=torch.float32, device=rows.device)
         if combine == "logits":
             accumulated.add_(rows)
         else:
             accumulated.add_(torch.log_softmax(rows.float() / temperature, dim=-1).exp_())
+        n_teachers += 1
+    if accumulated is None:
+        raise ValueError("at least one teacher is needed for a distillation term")
     if combine == "logits":
-        log_probs = torch.log_softmax(accumulated.div_(len(teacher_rows) * temperature), dim=-1)
+        log_probs = torch.log_softmax(accumulated.div_(n_teachers * temperature), dim=-1)
     else:
-        log_probs = accumulated.div_(len(teacher_rows)).log_()
+        log_probs = accumulated.div_(n_teachers).log_()
     return log_probs.clamp_(min=torch.finfo(torch.float32).min)
 
 
@@ -82,36 +88,37 @@ def kl_distillation_loss(
 ) -> Tensor:
     """Logit KD: ``T² · KL(p_teacher ‖ p_student)`` against the combined teachers.
 
-    Inputs are unshifted HF tensors: logits ``[B, T, V]`` (one per teacher, same
-    shape as the student's) and labels ``[B, T]``; teachers are detached here.
+    Inputs are unshifted HF tensors: logits ``[B, L, V]`` (one per teacher, same
+    shape as the student's) and labels ``[B, L]``; teachers are detached here.
+    T is the temperature, L the sequence length.
 
     ``normalization="token"`` (default for new work): sum of the per-position KL
-    over the *scored* next-token positions (logits positions 0..T-2 whose target
+    over the *scored* next-token positions (logits positions 0..L-2 whose target
     ``labels[t+1]`` is not -100), divided by their number N — the same positions
     and the same averaging as :func:`cross_entropy_loss`, so the two are on one
     scale.
 
     ``normalization="reference"`` reproduces the published code exactly:
     ``KLDivLoss(reduction="batchmean")(log_softmax(s/T), softmax(t/T)) · T²`` on
-    the full unshifted ``[B, T, V]`` tensors, i.e. the sum of the per-position
-    KL over **all** B·T positions — the last position and padded / -100
+    the full unshifted ``[B, L, V]`` tensors, i.e. the sum of the per-position
+    KL over **all** B·L positions — the last position and padded / -100
     positions included, `labels` ignored — divided by the batch size B only.
 
-    Conversion, with ``k(b, t) = T²·KL`` at logits position t (same temperature
-    and teachers)::
+    Conversion, with ``k(b, t) = T²·KL(p_teacher ‖ p_student)`` at logits
+    position t (same temperature and teachers)::
 
-        reference = (1/B) · Σ_{b, t=0..T-1} k(b, t)   = T · mean over all B·T positions
+        reference = (1/B) · Σ_{b, t=0..L-1} k(b, t)  = L · (mean of k over all B·L positions)
         token     = (1/N) · Σ_{(b, t) scored} k(b, t)
 
-    With nothing masked (N = B·(T-1)) this gives exactly
-    ``reference = (T-1) · token + (1/B) · Σ_b k(b, T-1)``, so reference ≈ T ×
+    With nothing masked (N = B·(L-1)) this gives exactly
+    ``reference = (L-1) · token + (1/B) · Σ_b k(b, L-1)``, so reference ≈ L ×
     token: the reference KL is about sequence-length times larger than the CE,
     which silently shifts the published α-weighting towards the KL term.
     """
     _check_choice("normalization", normalization, NORMALIZATIONS)
     _check_teacher_shapes(student_logits, teacher_logits)
     select, count = _logit_rows(labels, student_logits, normalization)
-    teacher_log_probs = combined_teacher_log_probs([select(t) for t in teacher_logits], temperature, combine)
+    teacher_log_probs = combined_teacher_log_probs((select(t) for t in teacher_logits), temperature, combine)
     kl_sum = soft_target_kl_sum(select(student_logits), teacher_log_probs, temperature)
     return safe_mean(kl_sum, count)
 
