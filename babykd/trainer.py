@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from babykd.atomic import atomic_write_text
 from babykd.config import DistillationConfig, LossWeightsConfig
@@ -35,6 +35,23 @@ logger = logging.getLogger(__name__)
 EXTRA_MODULES_FILE = "distillation_modules.safetensors"
 #: Marker written last into a checkpoint: a directory without it is incomplete.
 COMPLETE_MARKER = "checkpoint_complete"
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Tell the training dataset which epoch starts (it re-draws its random chunk offset).
+
+    Done explicitly because accelerate forwards `set_epoch` to the dataset only
+    in single-process runs.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(int(state.epoch or 0))
 
 
 class KDTrainer(Trainer):
@@ -62,6 +79,8 @@ class KDTrainer(Trainer):
             extra_modules.to(self.args.device)
         teacher_dtype = torch.bfloat16 if self.args.bf16 else None
         self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
+        if self.train_dataset is not None:
+            self.add_callback(DatasetEpochCallback(self.train_dataset))
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_counts = 0
 

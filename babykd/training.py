@@ -23,8 +23,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 from transformers import set_seed
+from transformers.integrations import TensorBoardCallback
 
-from babykd.atomic import atomic_directory, atomic_write_json, atomic_write_text
+from babykd.atomic import atomic_directory, atomic_write_json, atomic_write_text, normal_permissions
 from babykd.config import RunConfig, derive_batch_layout
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.models import build_model, count_parameters
@@ -80,7 +81,6 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         torch.backends.cudnn.allow_tf32 = True
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        logging_dir=str(run_dir / "logs"),
         per_device_train_batch_size=layout.per_device,
         per_device_eval_batch_size=layout.per_device,
         gradient_accumulation_steps=layout.accumulation,
@@ -108,10 +108,17 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=not t.progress_bar,
-        report_to=["tensorboard"],
+        report_to="none",  # TensorBoard is attached explicitly (fixed log dir), see run_training
         optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def tensorboard_callback(run_dir: Path) -> TensorBoardCallback:
+    """TensorBoard events in `<run_dir>/logs` (not a timestamped folder), one stream per run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "logs")))
 
 
 @dataclass
@@ -157,7 +164,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         teachers=teachers,
         distillation=config.distillation,
         extra_modules=extra,
-        callbacks=[*(callbacks or []), preemption := PreemptionCallback()],
+        callbacks=[*(callbacks or []), tensorboard_callback(run_dir), preemption := PreemptionCallback()],
     )
     checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     if resume:
@@ -205,6 +212,7 @@ def save_final_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     for file in staging.iterdir():
+        normal_permissions(file)  # some writers create 0600 files; checkpoints are shared on clusters
         os.replace(file, run_dir / file.name)
     shutil.rmtree(staging, ignore_errors=True)
 

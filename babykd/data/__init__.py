@@ -1,0 +1,33 @@
+"""Data pipeline: corpus -> cleaning -> tokenizer -> token cache -> chunk datasets.
+
+Training code needs only :func:`prepare_data` (and :class:`EpochShuffleSampler`
+to plug into its data loader); the other names are for tools and notebooks.
+"""
+
+from .cache import TokenCache, load_or_build
+from .corpus import Corpus, CorpusError, CorpusNotFoundError, open_corpus
+from .dataset import ChunkDataset, EpochShuffleSampler, eval_subset
+from .pipeline import CleaningExample, PreparedData, clean_corpus, cleaning_examples, prepare_data
+from .sources import CLEANERS
+from .tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+
+__all__ = [
+    "CLEANERS",
+    "ChunkDataset",
+    "CleaningExample",
+    "Corpus",
+    "CorpusError",
+    "CorpusNotFoundError",
+    "EpochShuffleSampler",
+    "PreparedData",
+    "TokenCache",
+    "clean_corpus",
+    "cleaning_examples",
+    "eval_subset",
+    "load_or_build",
+    "load_tokenizer",
+    "open_corpus",
+    "prepare_data",
+    "save_tokenizer",
+    "train_tokenizer",
+]
