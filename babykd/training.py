@@ -130,6 +130,7 @@ class TrainingResult:
     train_tokens: int
     wall_time_s: float
     metrics: dict[str, Any]
+    history: list[dict[str, Any]]
     preempted: bool = False
 
 
@@ -178,7 +179,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     wall = time.perf_counter() - started
     if preemption.preempted:
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
-        return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, preempted=True)
+        return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, trainer.state.log_history, preempted=True)
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     save_final_model(trainer.model, data.tokenizer, run_dir)
     atomic_write_json(
@@ -189,7 +190,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
             wall_time_s=round(wall, 2), final_metrics=metrics,
         ),
     )
-    return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics)
+    return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
 
 
 def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
