@@ -127,9 +127,9 @@ def test_teacher_problems_fail_before_training(tiny_config, tiny_teachers, tmp_p
     with pytest.raises(ValueError, match="teacher layer 9"):
         run_training(bad_map)
 
-    too_long = recipe_config(tiny_config, recipe, "too-long", tiny_teachers, "data.seq_length=200",
+    too_long = recipe_config(tiny_config, recipe, "too-long", tiny_teachers, "data.seq_length=300",
                              "model.max_position_embeddings=512")
-    with pytest.raises(TeacherMismatchError, match="seq_length 200 exceeds its 256 positions"):
+    with pytest.raises(TeacherMismatchError, match="seq_length 300 exceeds its 256 positions"):
         run_training(too_long)
 
     other_vocab = tmp_path / "other-vocab"
