@@ -167,6 +167,8 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         extra_modules=extra,
         callbacks=[*(callbacks or []), tensorboard_callback(run_dir), preemption := PreemptionCallback()],
     )
+    if config.evaluation is not None:
+        attach_evaluation(trainer, config, data.tokenizer)
     checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     if resume:
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
@@ -191,6 +193,18 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         ),
     )
     return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
+
+
+def attach_evaluation(trainer: KDTrainer, config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Score the zero-shot tasks during training as the config's `evaluation` section asks."""
+    from babykd.evaluation import EvaluationCallback
+
+    ev = config.evaluation
+    assert ev is not None
+    EvaluationCallback(
+        tokenizer, ev.tasks, ev.data_dir, every_n_steps=ev.every_n_steps, each_epoch=ev.each_epoch,
+        max_items_per_subtask=ev.max_items_per_subtask,
+    ).attach(trainer)
 
 
 def check_tokenizer_fits(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:

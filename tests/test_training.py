@@ -95,3 +95,14 @@ def test_signal_saves_checkpoint_and_resume_reproduces_uninterrupted_run(tiny_co
 def test_tokenizer_larger_than_model_vocab_is_an_error(tiny_config) -> None:
     with pytest.raises(ValueError, match="tokenizer has .* tokens but model.vocab_size is 500"):
         run_training(tiny_config(LLAMA, "small-vocab", "model.vocab_size=500", "data.vocab_size=500"))
+
+
+def test_evaluation_section_scores_minimal_pairs_during_training(tiny_config, demo_corpus) -> None:
+    config = tiny_config(
+        LLAMA, "with-eval", "training.max_steps=6",
+        f"evaluation={{tasks: [{demo_corpus.pairs_dir}], every_n_steps: 3, each_epoch: false, max_items_per_subtask: 10}}",
+    )
+    result = run_training(config)
+    scored = [entry for entry in result.history if "eval_demo_pairs" in entry]
+    assert [entry["step"] for entry in scored] == [3, 6]
+    assert all(0.0 <= entry["eval_demo_pairs"] <= 1.0 for entry in scored)

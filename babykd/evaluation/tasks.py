@@ -68,6 +68,7 @@ class Task:
     path: Path
     subtasks: tuple[Subtask, ...]
     sha256: str
+    max_items_per_subtask: int | None = None
 
     @property
     def n_items(self) -> int:
@@ -129,10 +130,8 @@ def _parse_line(line: str, where: str, layout: tuple[str | None, str, str] | Non
     return Item(*values), layout
 
 
-def read_subtask(path: Path, digest: "hashlib._Hash") -> Subtask:
-    """Read one JSONL file (feeding its bytes to `digest`) into a subtask named by the file stem."""
-    data = path.read_bytes()
-    digest.update(path.name.encode() + b"\0" + data)
+def parse_subtask(path: Path, data: bytes) -> Subtask:
+    """Parse the bytes of one JSONL file into a subtask named by the file stem."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -171,9 +170,11 @@ def load_task(
     digest = hashlib.sha256()
     subtasks = []
     for path in files:
-        sub = read_subtask(path, digest)
+        data = path.read_bytes()
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(data).digest())
+        sub = parse_subtask(path, data)
         subtasks.append(Subtask(sub.name, subsample(sub.items, max_items_per_subtask)))
-    return Task(name, folder, tuple(subtasks), digest.hexdigest())
+    return Task(name, folder, tuple(subtasks), digest.hexdigest(), max_items_per_subtask)
 
 
 def load_tasks(
