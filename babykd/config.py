@@ -340,6 +340,13 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, where: str) -> Any:
     return cls(**kwargs)
 
 
+def dataclass_from_mapping(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Validate `data` against dataclass `cls` (unknown/missing keys, types); errors name `where`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    return _build(cls, data, "", where)
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 

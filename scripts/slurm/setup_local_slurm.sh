@@ -14,7 +14,8 @@
 #   * No systemd or cgroup delegation in containers: proctrack/linuxproc + task/none, and
 #     every daemon is started directly and tracked by its pid file.
 #
-# Usage (root, no TTY needed):  bash scripts/slurm/setup_local_slurm.sh [--stop]
+# Usage (root, no TTY needed):  bash scripts/slurm/setup_local_slurm.sh
+#   --stop stops what it started (that is what stop_local_slurm.sh runs).
 # Environment (all optional):
 #   BABYKD_SLURM_CONF_DIR   where slurm.conf/slurmdbd.conf go (default /etc/slurm). If changed,
 #                           clients need `export SLURM_CONF=$BABYKD_SLURM_CONF_DIR/slurm.conf`.
@@ -53,24 +54,20 @@ wait_until() {
 
 pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Stop the daemon whose pid is in $1 (TERM, then KILL after 20 s) so a restart starts clean.
-stop_pidfile() {
-    local pidfile=$1 pid
-    pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-    pid=$(cat "$pidfile")
-    log "stopping $(basename "$pidfile" .pid) (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    if ! wait_until 20 bash -c "! kill -0 $pid"; then
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-}
-
+# Stop the daemons this script started (TERM all, KILL after 20 s) so a restart starts clean.
 stop_all() {
-    local name
+    local name pids=()
     for name in slurmd slurmctld slurmdbd mariadbd; do
-        stop_pidfile "$RUN/$name.pid"
+        if pid_alive "$RUN/$name.pid"; then
+            pids+=("$(cat "$RUN/$name.pid")")
+            log "stopping $name (pid ${pids[-1]})"
+            kill "${pids[-1]}" 2>/dev/null || true
+        fi
     done
+    if ((${#pids[@]})) && ! wait_until 20 bash -c "! kill -0 ${pids[*]} 2>/dev/null"; then
+        kill -9 "${pids[@]}" 2>/dev/null || true
+    fi
+    rm -f "$RUN"/{slurmd,slurmctld,slurmdbd,mariadbd}.pid
 }
 
 install_packages() {
@@ -107,6 +104,8 @@ start_munge() {
     chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
     install -d -o munge -g munge -m 755 /run/munge
     install -d -o munge -g munge -m 700 /var/lib/munge /var/log/munge
+    # A munged that runs but does not answer (stale key or socket) is replaced.
+    start-stop-daemon --stop --quiet --oknodo --retry 10 --name munged
     start-stop-daemon --start --quiet --chuid munge --exec /usr/sbin/munged
     wait_until 10 bash -c 'munge -n | unmunge' || die "munged does not answer (see /var/log/munge/munged.log)"
 }
@@ -114,7 +113,7 @@ start_munge() {
 # A private MariaDB for slurmdbd; the slurm DB user's password is made once and kept.
 start_database() {
     local pwfile="$STATE_DIR/db.password"
-    [[ -s $pwfile ]] || (umask 077 && tr -dc 'A-Za-z0-9' </dev/urandom | head -c 24 >"$pwfile")
+    [[ -s $pwfile ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
     DB_PASSWORD=$(cat "$pwfile")
     if [[ ! -d $DB_DIR/mysql ]]; then
         log "initialising MariaDB in $DB_DIR"
@@ -135,21 +134,24 @@ EOF
         --log-error="$LOG/mariadb.log" --init-file="$RUN/db-init.sql" --skip-name-resolve \
         --innodb-buffer-pool-size=128M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
         </dev/null >/dev/null 2>&1 &
-    wait_until 60 mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -P "$DB_PORT" -u slurm \
-        -p"$DB_PASSWORD" -e 'SELECT 1' slurm_acct_db \
+    # Password via the environment: a command-line one would show in `ps` to every user.
+    wait_until 60 env MYSQL_PWD="$DB_PASSWORD" mariadb --no-defaults --protocol=tcp -h 127.0.0.1 \
+        -P "$DB_PORT" -u slurm -e 'SELECT 1' slurm_acct_db \
         || { tail -n 20 "$LOG/mariadb.log" >&2; die "MariaDB did not come up on 127.0.0.1:$DB_PORT"; }
 }
 
 write_configs() {
-    local host cpus mem_mb
+    local host cpus mem_mb conf
     host=$(hostname -s)
     cpus=$(nproc)
     mem_mb=$(free -m | awk '/^Mem:/ {print $2}')
     # A little below the total, or slurmd could report less than configured and drain the node.
     mem_mb=$((mem_mb * 95 / 100))
-    if [[ -e $SLURM_CONF ]] && ! grep -qxF "$MARKER" "$SLURM_CONF" && [[ ${BABYKD_SLURM_FORCE:-0} != 1 ]]; then
-        die "$SLURM_CONF was not written by this script; set BABYKD_SLURM_FORCE=1 to replace it, or BABYKD_SLURM_CONF_DIR to use another directory"
-    fi
+    for conf in "$SLURM_CONF" "$CONF_DIR/slurmdbd.conf"; do
+        if [[ -e $conf ]] && ! grep -qxF "$MARKER" "$conf" && [[ ${BABYKD_SLURM_FORCE:-0} != 1 ]]; then
+            die "$conf was not written by this script; set BABYKD_SLURM_FORCE=1 to replace it, or BABYKD_SLURM_CONF_DIR to use another directory"
+        fi
+    done
     mkdir -p "$CONF_DIR"
     cat >"$SLURM_CONF.tmp" <<EOF
 $MARKER
@@ -182,8 +184,10 @@ SelectTypeParameters=CR_Core
 # Configured resources win over detected ones (containers may see more than they get).
 SlurmdParameters=config_overrides
 ReturnToService=2
-# Schedule often: tests wait on pending array tasks and dependencies.
+# Schedule often: tests wait on pending array tasks and dependencies. A job whose dependency
+# can never be met (afterok on a failed job) is cancelled instead of pending forever.
 SchedulerParameters=sched_interval=2,bf_interval=1
+DependencyParameters=kill_invalid_depend
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -232,8 +236,18 @@ start_slurm() {
 
 main() {
     ((EUID == 0)) || die "run as root (sudo bash $0)"
+    # Jobs of non-root users run their script from the slurmd spool, so only the database
+    # directory is private; the password file and slurmdbd.conf are 600.
     mkdir -p "$RUN" "$LOG" "$STATE_DIR/spool/ctld" "$STATE_DIR/spool/d" "$DB_DIR"
-    chmod 700 "$STATE_DIR"
+    chmod 755 "$STATE_DIR" && chmod 700 "$DB_DIR"
+    # Two runs at once (parallel test workers) would kill each other's daemons: take turns.
+    # `flock -o` holds the lock in flock itself, so the daemons started below do not inherit it.
+    if [[ ${BABYKD_SLURM_LOCKED:-} != "$STATE_DIR" ]]; then
+        local rc=0
+        BABYKD_SLURM_LOCKED=$STATE_DIR flock -o -w 600 -E 75 "$STATE_DIR/setup.lock" bash "$0" "$@" || rc=$?
+        ((rc != 75)) || die "another run has held $STATE_DIR/setup.lock for 10 minutes"
+        exit "$rc"
+    fi
     if [[ ${1:-} == --stop ]]; then
         stop_all
         log "stopped (munged left running: other services may use it)"
@@ -255,7 +269,7 @@ $( [[ $CONF_DIR == /etc/slurm ]] || echo "  export SLURM_CONF=$SLURM_CONF   # co
   sinfo                          # node should be idle
   sbatch --wrap 'hostname'       # submit; output lands in ./slurm-<jobid>.out
   squeue; sacct -X               # queue / finished jobs (array tasks included)
-  bash $0 --stop                 # stop the daemons; logs are in $LOG
+  bash $(dirname "$0")/stop_local_slurm.sh   # stop the daemons; logs are in $LOG
 EOF
 }
 
