@@ -81,13 +81,15 @@ class KDTrainer(Trainer):
         self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
         if self.train_dataset is not None:
             self.add_callback(DatasetEpochCallback(self.train_dataset))
-        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_sums: dict[str, torch.Tensor | float] = defaultdict(float)
         self._term_counts = 0
 
     def _freeze(self, teacher: PreTrainedModel, dtype: torch.dtype | None) -> PreTrainedModel:
         teacher.to(device=self.args.device, dtype=dtype)
         teacher.eval()
         teacher.requires_grad_(False)
+        if self.args.torch_compile:
+            teacher.compile(dynamic=False)
         return teacher
 
     # ------------------------------------------------------------------ data order
@@ -174,15 +176,16 @@ class KDTrainer(Trainer):
     # ------------------------------------------------------------------ logging
 
     def _record(self, terms: dict[str, torch.Tensor]) -> None:
+        """Accumulate on the device: a float() here would sync the GPU every step."""
         for name, value in terms.items():
-            self._term_sums[name] += float(value.detach())
+            self._term_sums[name] = self._term_sums[name] + value.detach().float()
         self._term_counts += 1
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the mean of each loss term since the last log (TensorBoard + console)."""
         if self._term_counts and "loss" in logs:
             for name, total in self._term_sums.items():
-                logs[f"loss_{name}"] = round(total / self._term_counts, 6)
+                logs[f"loss_{name}"] = round(float(total) / self._term_counts, 6)
             self._term_sums.clear()
             self._term_counts = 0
         super().log(logs, *args, **kwargs)

@@ -4,9 +4,13 @@ All terms take HF-style unshifted tensors (logits ``[B, T, V]``, labels
 ``[B, T]`` with -100 at ignored positions, hidden_states tuples of
 ``[B, T, width]``) and return a scalar; weights are applied by the trainer
 through :func:`combine` (weights: `babykd.config.LossWeightsConfig`).
+The vocabulary-sized logit terms run through the chunked, fused
+implementations of :mod:`babykd.losses.chunked` (same values and gradients,
+no fp32 ``[N, V]`` tensors kept for the backward pass).
 """
 
 from babykd.losses.auxiliary import AuxiliaryHeads, auxiliary_classifier_loss
+from babykd.losses.chunked import chunked_cross_entropy, chunked_soft_target_kl, compile_chunk_kernels
 from babykd.losses.combine import LOSS_TERMS, TERM_NAMES, combine
 from babykd.losses.hidden import HiddenStateProjections, contrastive_loss, hidden_state_loss
 from babykd.losses.layer_maps import (
@@ -34,7 +38,10 @@ __all__ = [
     "ScoredPositions",
     "TERM_NAMES",
     "auxiliary_classifier_loss",
+    "chunked_cross_entropy",
+    "chunked_soft_target_kl",
     "combine",
+    "compile_chunk_kernels",
     "combined_teacher_log_probs",
     "contrastive_loss",
     "cross_entropy_loss",

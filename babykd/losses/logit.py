@@ -1,69 +1,53 @@
 """Logit terms: hard-target cross-entropy and soft-target KL distillation.
 
-Both work on fp32 copies of the logits (bf16 log-softmax over a 16k-50k
-vocabulary loses the small probabilities that carry the "dark knowledge") but
-only on the scored rows, and only one fp32 log-probability tensor is built
-per model.
+Both are computed in fp32 (bf16 log-softmax over a 16k-50k vocabulary loses
+the small probabilities that carry the "dark knowledge") on the scored rows
+only, through the chunked implementations of :mod:`babykd.losses.chunked`:
+value and gradient in one pass, without any fp32 ``[N, V]`` tensor kept for
+the backward pass.  The arithmetic per row is the plain autograd form's
+(:func:`soft_target_kl_sum`, ``F.cross_entropy``), which the tests check.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from babykd.losses.positions import safe_mean, scored_positions
+from babykd.losses.chunked import chunked_cross_entropy, chunked_soft_target_kl
+from babykd.losses.positions import ScoredPositions, scored_positions
+from babykd.losses.teacher_targets import (
+    COMBINE_MODES,
+    Combine,
+    check_choice,
+    check_temperature,
+    combined_teacher_log_probs,
+)
 
-Combine = Literal["logits", "probs"]
 Normalization = Literal["token", "reference"]
-COMBINE_MODES: tuple[str, ...] = ("logits", "probs")
 NORMALIZATIONS: tuple[str, ...] = ("token", "reference")
+
+__all__ = [
+    "COMBINE_MODES",
+    "NORMALIZATIONS",
+    "Combine",
+    "Normalization",
+    "combined_teacher_log_probs",
+    "cross_entropy_loss",
+    "kl_distillation_loss",
+    "soft_target_kl_sum",
+]
 
 
 def cross_entropy_loss(student_logits: Tensor, labels: Tensor) -> Tensor:
     """Hard-target next-token cross-entropy, mean over the scored positions (HF ``loss``)."""
     scored = scored_positions(labels)
-    rows = scored.rows(student_logits).float()
-    return safe_mean(F.cross_entropy(rows, scored.targets, reduction="sum"), scored.count)
-
-
-def combined_teacher_log_probs(
-    teacher_rows: Iterable[Tensor], temperature: float, combine: Combine = "logits"
-) -> Tensor:
-    """Detached fp32 log-probabilities of the teacher ensemble at `temperature`, ``[N, V]``.
-
-    ``combine="logits"`` averages the teachers' logits, then softmaxes (what the
-    published BabyLlama recipes do); ``combine="probs"`` averages the teachers'
-    tempered probabilities (a true mixture: a token one teacher is sure of keeps
-    half its mass instead of being averaged away in logit space).
-    Log-probabilities that underflow to -inf are clamped to the most negative
-    finite float, so their zero probability contributes exactly 0 to the KL
-    instead of ``0 * inf = NaN`` (teachers that mask vocabulary entries).
-    `teacher_rows` may be a generator, so that only one teacher's selected
-    rows exist at a time next to the fp32 accumulator.
-    """
-    _check_choice("combine", combine, COMBINE_MODES)
-    _check_temperature(temperature)
-    accumulated: Tensor | None = None
-    n_teachers = 0
-    for rows in teacher_rows:
-        rows = rows.detach()
-        if accumulated is None:
-            accumulated = torch.zeros(rows.shape, dtype=torch.float32, device=rows.device)
-        if combine == "logits":
-            accumulated.add_(rows)
-        else:
-            accumulated.add_(torch.log_softmax(rows.float() / temperature, dim=-1).exp_())
-        n_teachers += 1
-    if accumulated is None:
-        raise ValueError("at least one teacher is needed for a distillation term")
-    if combine == "logits":
-        log_probs = torch.log_softmax(accumulated.div_(n_teachers * temperature), dim=-1)
-    else:
-        log_probs = accumulated.div_(n_teachers).log_()
-    return log_probs.clamp_(min=torch.finfo(torch.float32).min)
+    _check_positions(student_logits, labels)
+    return chunked_cross_entropy(
+        _flat(student_logits), scored.targets, _row_index(scored), divisor=scored.count
+    )
 
 
 def soft_target_kl_sum(student_rows: Tensor, teacher_log_probs: Tensor, temperature: float) -> Tensor:
@@ -115,22 +99,39 @@ def kl_distillation_loss(
     token: the reference KL is about sequence-length times larger than the CE,
     which silently shifts the published α-weighting towards the KL term.
     """
-    _check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("combine", combine, COMBINE_MODES)
+    check_temperature(temperature)
     _check_teacher_shapes(student_logits, teacher_logits)
-    select, count = _logit_rows(labels, student_logits, normalization)
-    teacher_log_probs = combined_teacher_log_probs((select(t) for t in teacher_logits), temperature, combine)
-    kl_sum = soft_target_kl_sum(select(student_logits), teacher_log_probs, temperature)
-    return safe_mean(kl_sum, count)
-
-
-def _logit_rows(
-    labels: Tensor, student_logits: Tensor, normalization: Normalization
-) -> tuple[Callable[[Tensor], Tensor], int]:
-    """How to select the rows a KL term sums over, and what it divides the sum by."""
     if normalization == "reference":
-        return (lambda logits: logits.reshape(-1, logits.size(-1))), student_logits.size(0)
-    scored = scored_positions(labels)
-    return scored.rows, scored.count
+        rows, count = None, student_logits.size(0)
+    else:
+        scored = scored_positions(labels)
+        _check_positions(student_logits, labels)
+        rows, count = _row_index(scored), scored.count
+    return chunked_soft_target_kl(
+        _flat(student_logits), [_flat(t) for t in teacher_logits], rows,
+        temperature=temperature, combine=combine, divisor=count,
+    )
+
+
+def _flat(logits: Tensor) -> Tensor:
+    """``[B, T, V]`` as ``[B·T, V]`` rows (a view for the contiguous logits a model returns)."""
+    return logits.reshape(-1, logits.size(-1))
+
+
+def _row_index(scored: ScoredPositions) -> Tensor:
+    """Indices of the scored positions among the ``B·T`` flattened rows, in the order of ``scored.targets``."""
+    mask = torch.cat([scored.mask, scored.mask.new_zeros(scored.mask.size(0), 1)], dim=1)
+    return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def _check_positions(logits: Tensor, labels: Tensor) -> None:
+    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(labels.shape):
+        raise ValueError(
+            f"logits of shape {tuple(logits.shape)} do not match labels of shape {tuple(labels.shape)}: "
+            "expected [batch, seq, vocab] logits for [batch, seq] labels"
+        )
 
 
 def _check_teacher_shapes(student_logits: Tensor, teacher_logits: Sequence[Tensor]) -> None:
@@ -142,13 +143,3 @@ def _check_teacher_shapes(student_logits: Tensor, teacher_logits: Sequence[Tenso
                 f"teacher {index} logits have shape {tuple(logits.shape)} but the student's are "
                 f"{tuple(student_logits.shape)}: teachers must share the student's tokenizer and vocabulary size"
             )
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
