@@ -101,8 +101,8 @@ class DataConfig:
             raise ConfigError(f"{where}: data.seq_length must be at least 2, got {self.seq_length}")
         if self.vocab_size < 259:
             raise ConfigError(f"{where}: data.vocab_size must be at least 259 (256 bytes + 3 specials)")
-        if self.min_frequency < 1 or self.eval_chunks < 0:
-            raise ConfigError(f"{where}: data.min_frequency must be >= 1 and data.eval_chunks >= 0")
+        if self.min_frequency < 1 or self.eval_chunks < 1:
+            raise ConfigError(f"{where}: data.min_frequency and data.eval_chunks must be >= 1")
 
 
 @dataclass
@@ -218,7 +218,7 @@ class OutputConfig:
     """Where a run writes: `<root>/<name>/` (named by the run, never by a timestamp)."""
 
     name: str
-    root: str = _path_field("models")
+    root: str = _path_field(str(REPO_ROOT / "models"))
 
     @property
     def run_dir(self) -> Path:

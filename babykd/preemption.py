@@ -14,6 +14,7 @@ import signal
 from types import FrameType
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class PreemptionCallback(TrainerCallback):
 
     def __init__(self) -> None:
         self.received: int | None = None
+        #: Another process of a data-parallel run got the signal (this one must stop with it).
+        self.peer_preempted = False
         self._previous: dict[int, Any] = {}
 
     def install(self) -> "PreemptionCallback":
@@ -46,11 +49,17 @@ class PreemptionCallback(TrainerCallback):
 
     @property
     def preempted(self) -> bool:
-        return self.received is not None
+        return self.received is not None or self.peer_preempted
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
+        if args.world_size > 1:
+            # Signals reach the processes at different steps; all must stop at the same one,
+            # or the one still training waits forever in its next all-reduce.
+            flag = torch.tensor([float(self.preempted)], device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.peer_preempted = bool(flag.item()) and self.received is None
         if self.preempted:
             control.should_save = True
             control.should_training_stop = True

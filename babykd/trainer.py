@@ -54,6 +54,27 @@ class DatasetEpochCallback(TrainerCallback):
             self.dataset.set_epoch(int(state.epoch or 0))
 
 
+class ExtraModuleGradientSync(TrainerCallback):
+    """Average the distillation modules' gradients over processes before each optimizer step.
+
+    DDP all-reduces the gradients of the model it wraps (the student) only; the
+    projections and auxiliary heads live outside it, so without this every rank
+    would train its own copy on its own part of the batch.
+    """
+
+    def __init__(self, modules: nn.Module) -> None:
+        self.modules = modules
+
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if args.world_size > 1:
+            for param in self.modules.parameters():
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)  # SUM: every backend has it (AVG is NCCL-only)
+                    param.grad.div_(args.world_size)
+
+
 class KDTrainer(Trainer):
     """HF Trainer whose loss is a weighted sum of named terms, with optional teachers.
 
@@ -77,6 +98,7 @@ class KDTrainer(Trainer):
         self.extra_modules = extra_modules
         if extra_modules is not None:
             extra_modules.to(self.args.device)
+            self.add_callback(ExtraModuleGradientSync(extra_modules))
         teacher_dtype = torch.bfloat16 if self.args.bf16 else None
         self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
         if self.train_dataset is not None:
@@ -183,9 +205,12 @@ class KDTrainer(Trainer):
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the mean of each loss term since the last log (TensorBoard + console)."""
-        if self._term_counts and "loss" in logs:
-            for name, total in self._term_sums.items():
-                logs[f"loss_{name}"] = round(float(total) / self._term_counts, 6)
+        if self._term_counts and "loss" in logs:  # every rank logs "loss" at the same step
+            names = sorted(self._term_sums)
+            sums = [torch.as_tensor(self._term_sums[n], dtype=torch.float32, device=self.args.device) for n in names]
+            means = self.accelerator.reduce(torch.stack(sums) / self._term_counts, reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[f"loss_{name}"] = round(value, 6)
             self._term_sums.clear()
             self._term_counts = 0
         super().log(logs, *args, **kwargs)

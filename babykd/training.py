@@ -107,6 +107,8 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_drop_last=True,  # N processes then see exactly the global batches one process sees
+        ddp_find_unused_parameters=False,  # every student parameter takes part in every forward
         disable_tqdm=not t.progress_bar,
         report_to="none",  # TensorBoard is attached explicitly (fixed log dir), see run_training
         optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
@@ -145,7 +147,9 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "run_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     set_seed(config.training.seed)
-    data = load_data(config)
+    args = training_arguments(config, run_dir)
+    with args.main_process_first(local=False, desc="tokenizer and token caches"):  # one writer
+        data = load_data(config)
     check_tokenizer_fits(data.tokenizer, config.model.vocab_size)
 
     teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length) if config.distillation else []
@@ -155,7 +159,6 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     parameters = count_parameters(student)
     logger.info("student %s: %s parameters", config.model.name, f"{parameters:,}")
 
-    args = training_arguments(config, run_dir)
     trainer = KDTrainer(
         model=student,
         args=args,
@@ -183,15 +186,17 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
         return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, trainer.state.log_history, preempted=True)
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    save_final_model(trainer.model, data.tokenizer, run_dir)
-    atomic_write_json(
-        run_dir / PROVENANCE_FILE,
-        provenance(
-            run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
-            epochs=config.training.epochs, global_steps=trainer.state.global_step,
-            wall_time_s=round(wall, 2), final_metrics=metrics,
-        ),
-    )
+    if trainer.is_world_process_zero():  # one writer; provenance last, as the "finished" mark
+        save_final_model(trainer.model, data.tokenizer, run_dir)
+        atomic_write_json(
+            run_dir / PROVENANCE_FILE,
+            provenance(
+                run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
+                epochs=config.training.epochs, global_steps=trainer.state.global_step,
+                wall_time_s=round(wall, 2), final_metrics=metrics,
+            ),
+        )
+    trainer.accelerator.wait_for_everyone()  # every rank returns with the run finished on disk
     return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
 
 
