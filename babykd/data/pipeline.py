@@ -19,8 +19,9 @@ from transformers import PreTrainedTokenizerFast
 
 from ..atomic import atomic_write_text
 from .cache import DocumentBoundaries, check_boundaries, load_or_build
-from .corpus import SPLITS, Corpus, CorpusError, DocFormat, SourceDocuments, open_corpus
+from .corpus import SPLITS, Corpus, CorpusError, DocFormat, open_corpus
 from .dataset import ChunkDataset, eval_subset
+from .statistics import source_statistics
 from .tokenizer import has_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def prepare_data(
         "corpus": {"location": opened.location, "layout": opened.layout},
         "splits": {
             split: {
-                "sources": _source_stats(parts[split]),
+                "sources": {row.source: row.counts() for row in source_statistics(parts[split])},
                 "documents": len(documents[split]),
                 "words": sum(len(d.split()) for d in documents[split]),
                 "tokens": int(caches[split].tokens.size),
@@ -140,19 +141,6 @@ def prepare_data(
         caches["train"].tokens.size, len(train_dataset), seq_length, len(eval_dataset),
     )
     return PreparedData(tokenizer, train_dataset, eval_dataset, int(caches["train"].tokens.size), stats)
-
-
-def _source_stats(parts: list[SourceDocuments]) -> dict[str, dict[str, int]]:
-    """Per file label: documents and words kept, characters before and after cleaning."""
-    return {
-        part.file.label: {
-            "documents": len(part.documents),
-            "words": sum(len(d.split()) for d in part.documents),
-            "raw_chars": part.raw_chars,
-            "clean_chars": sum(map(len, part.documents)),
-        }
-        for part in parts
-    }
 
 
 def clean_corpus(
