@@ -230,7 +230,7 @@ def _cell(row: ModelRow, task: str) -> str:
 
 def markdown(rows: Sequence[ModelRow]) -> str:
     head = "| model | role | parameters | training tokens | wall time (s) | " + " | ".join(EVAL_TASKS) + " | seeds |"
-    lines = [head, "|" + "---|" * (6 + len(EVAL_TASKS) - 1)]
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in rows:
         cells = " | ".join(_cell(row, t) for t in EVAL_TASKS)
         lines.append(
@@ -259,7 +259,11 @@ def findings(rows: Sequence[ModelRow]) -> str:
     students = [row for row in rows if row.role == "student"]
     for task in EVAL_TASKS if teachers and students else ():
         best = max(students, key=lambda r: r.mean(task))
-        beaten = [t.label for t in teachers if best.mean(task) > t.mean(task)]
+        spread = best.sd(task)
+        beaten = [f"{t.label} by {(best.mean(task) - t.mean(task)) * 100:.1f} points"
+                  + ("" if math.isnan(spread) else
+                     f" ({'exceeds' if best.mean(task) - t.mean(task) > spread else 'within'} its seed spread)")
+                  for t in teachers if best.mean(task) > t.mean(task)]
         sentences.append(
             f"On {task} the best student ({best.label}, {best.mean(task):.3f}) "
             + (f"beats {', '.join(beaten)}." if beaten else "does not beat any teacher.")

@@ -50,3 +50,23 @@ def test_budgets_validate_and_students_point_at_trained_teachers(tmp_path: Path)
     assert config.distillation.teachers == [str(tmp_path / "GPT2-44M-strict-seed0"), str(tmp_path / "Llama-60M-strict-seed0")]
     assert config.output.name == "DistilledGPT-44M-strict-seed1" and config.training.seed == 1
     assert config.model.name == "tiny-gpt2"
+
+
+def _row(label: str, role: str, per_seed: list[float]) -> reproduce.ModelRow:
+    return reproduce.ModelRow(label, role, 1000, 2000, 1.0, {t: list(per_seed) for t in reproduce.EVAL_TASKS},
+                              {t: 0.01 for t in reproduce.EVAL_TASKS})
+
+
+def test_table_columns_line_up_and_findings_judge_against_seed_spread() -> None:
+    rows = [
+        _row("GPT2-705M-strict", "teacher", [0.60]),
+        _row("PalenkaLlama1-58M-strict-L0.1-H0.5-as-published", "student", [0.60, 0.62, 0.61]),
+        _row("PalenkaLlama1-58M-strict-L0.1-H0.5", "student", [0.70, 0.71, 0.69]),
+    ]
+    table = reproduce.markdown(rows).splitlines()
+    assert len({line.count("|") for line in table}) == 1  # header, separator and rows: same column count
+    assert table[4].startswith("| PalenkaLlama1-58M-strict-L0.1-H0.5 | student | 1,000 | 2,000 | 1 | 0.700 ± 0.010")
+    text = reproduce.findings(rows)
+    assert "working hidden-state term vs as-published" in text
+    assert "+9.0 ± 1.4 points (exceeds seed spread)" in text
+    assert "beats GPT2-705M-strict by 10.0 points (exceeds its seed spread)" in text
