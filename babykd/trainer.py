@@ -261,3 +261,8 @@ def last_complete_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
         if step.isdigit() and (child / COMPLETE_MARKER).is_file():
             candidates.append((int(step), child))
     return str(max(candidates)[1]) if candidates else None
+
+
+def checkpoint_state(checkpoint: str | os.PathLike) -> TrainerState:
+    """The Trainer's state (global step, log history) saved with `checkpoint`."""
+    return TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))

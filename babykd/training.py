@@ -32,7 +32,7 @@ from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.provenance import provenance
 from babykd.teachers import build_distillation_modules, load_teachers
-from babykd.trainer import KDTrainer, last_complete_checkpoint
+from babykd.trainer import KDTrainer, checkpoint_state, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,14 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
 
 
 def tensorboard_callback(run_dir: Path) -> TensorBoardCallback:
-    """TensorBoard events in `<run_dir>/logs` (not a timestamped folder), one stream per run."""
-    from torch.utils.tensorboard import SummaryWriter
+    """TensorBoard events in `<run_dir>/logs`, not HF's timestamped `checkpoints/runs/<date>` folder.
 
-    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "logs")))
+    Setting the callback's directory (rather than handing it a writer) matters: HF closes its
+    writer when training ends and opens a new one for the final evaluation's metrics.
+    """
+    callback = TensorBoardCallback()
+    callback.logging_dir = str(run_dir / "logs")
+    return callback
 
 
 @dataclass
@@ -176,11 +180,18 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     if resume:
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
     started = time.perf_counter()
-    preemption.install()
-    try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-    finally:
-        preemption.uninstall()
+    if checkpoint and reached_max_steps(checkpoint, args.max_steps):
+        # Killed after its last checkpoint but before the end: HF Trainer would train one step past
+        # max_steps on resume, so take the checkpoint as the trained model instead.
+        logger.info("%s is at max_steps=%d: finishing from it without training", checkpoint, args.max_steps)
+        trainer.state = checkpoint_state(checkpoint)
+        trainer.model.load_state_dict(AutoModelForCausalLM.from_pretrained(checkpoint).state_dict())
+    else:
+        preemption.install()
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+        finally:
+            preemption.uninstall()
     wall = time.perf_counter() - started
     if preemption.preempted:
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
@@ -198,6 +209,11 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         )
     trainer.accelerator.wait_for_everyone()  # every rank returns with the run finished on disk
     return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
+
+
+def reached_max_steps(checkpoint: str, max_steps: int) -> bool:
+    """True when a step-limited run's `checkpoint` was saved at (or past) its last step."""
+    return max_steps > 0 and checkpoint_state(checkpoint).global_step >= max_steps
 
 
 def attach_evaluation(trainer: KDTrainer, config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> None:

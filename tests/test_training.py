@@ -45,6 +45,7 @@ def test_tiny_pretraining_learns_and_saves_standard_checkpoint(tiny_config, tiny
     assert model(ids).logits.shape[-1] == model.config.vocab_size
     assert (result.run_dir / "run_config.yaml").is_file()
     assert any((result.run_dir / "logs").iterdir()), "TensorBoard events expected"
+    assert not (result.run_dir / "checkpoints" / "runs").exists(), "final eval metrics belong in logs/ too"
 
 
 def test_same_seed_gives_identical_weights(tiny_config) -> None:
@@ -106,3 +107,20 @@ def test_evaluation_section_scores_minimal_pairs_during_training(tiny_config, de
     scored = [entry for entry in result.history if "eval_demo_pairs" in entry]
     assert [entry["step"] for entry in scored] == [3, 6]
     assert all(0.0 <= entry["eval_demo_pairs"] <= 1.0 for entry in scored)
+
+
+def test_resume_from_the_final_checkpoint_trains_no_extra_step(tiny_config) -> None:
+    """A job killed after its last checkpoint but before the final save resumes to exactly that checkpoint."""
+    config = tiny_config(LLAMA, "killed-after-last-checkpoint", "training.max_steps=6", "training.save_steps=3")
+    first = run_training(config)
+    final = load_file(str(first.run_dir / "model.safetensors"))
+    (first.run_dir / "provenance.json").unlink()  # as if killed between the last checkpoint and the end
+    (first.run_dir / "model.safetensors").unlink()
+    assert last_complete_checkpoint(first.run_dir / "checkpoints").endswith("checkpoint-6")
+
+    resumed = run_training(config, resume=True)
+    state = json.loads((resumed.run_dir / "provenance.json").read_text())
+    assert state["global_steps"] == 6
+    actual = load_file(str(resumed.run_dir / "model.safetensors"))
+    for key in final:
+        assert torch.equal(final[key], actual[key]), key
