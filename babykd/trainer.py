@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
 
 from babykd.atomic import atomic_write_text
 from babykd.config import DistillationConfig, LossWeightsConfig
@@ -73,6 +75,34 @@ class ExtraModuleGradientSync(TrainerCallback):
                 if param.grad is not None:
                     torch.distributed.all_reduce(param.grad)  # SUM: every backend has it (AVG is NCCL-only)
                     param.grad.div_(args.world_size)
+
+
+class TrainingClock(TrainerCallback, ExportableState):
+    """Training wall time summed over every process that worked on a run, resumes included.
+
+    A preempted and requeued job would otherwise report only its last segment. The running
+    total is saved with each checkpoint (HF's stateful-callback slot in trainer_state.json)
+    and read back by :meth:`resumed_from`.
+    """
+
+    def __init__(self, previous_s: float = 0.0) -> None:
+        self.previous_s = previous_s
+        self.started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds of training so far, earlier segments included."""
+        return self.previous_s + time.perf_counter() - self.started
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"previous_s": round(self.elapsed_s(), 3)}, "attributes": {}}
+
+    @classmethod
+    def resumed_from(cls, checkpoint: str | os.PathLike | None) -> "TrainingClock":
+        """A clock started now that continues the total saved in `checkpoint` (from zero without one)."""
+        if checkpoint is None:
+            return cls()
+        saved = checkpoint_state(checkpoint).stateful_callbacks.get(cls.__name__, {})
+        return cls(**saved.get("args", {}))
 
 
 class KDTrainer(Trainer):

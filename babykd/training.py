@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.provenance import provenance
 from babykd.teachers import build_distillation_modules, load_teachers
-from babykd.trainer import KDTrainer, checkpoint_state, last_complete_checkpoint
+from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +178,8 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     if resume:
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
-    started = time.perf_counter()
+    clock = TrainingClock.resumed_from(checkpoint)
+    trainer.add_callback(clock)
     if checkpoint and reached_max_steps(checkpoint, args.max_steps):
         # Killed after its last checkpoint but before the end: HF Trainer would train one step past
         # max_steps on resume, so take the checkpoint as the trained model instead.
@@ -192,7 +192,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
             trainer.train(resume_from_checkpoint=checkpoint)
         finally:
             preemption.uninstall()
-    wall = time.perf_counter() - started
+    wall = clock.elapsed_s()
     if preemption.preempted:
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
         return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, trainer.state.log_history, preempted=True)

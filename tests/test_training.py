@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,20 @@ class SignalAtStep(TrainerCallback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
+class SlowStep(TrainerCallback):
+    """Make one step take a second, so a segment's share of the wall time is recognisable."""
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - HF callback signature
+        if state.global_step == 2:
+            time.sleep(1.0)
+
+
 def test_signal_saves_checkpoint_and_resume_reproduces_uninterrupted_run(tiny_config) -> None:
     overrides = ("training.max_steps=12", "data.random_offset=true")
     reference = run_training(tiny_config(LLAMA, "uninterrupted", *overrides))
 
     config = tiny_config(LLAMA, "interrupted", *overrides)
-    stopped = run_training(config, callbacks=[SignalAtStep(5)])
+    stopped = run_training(config, callbacks=[SlowStep(), SignalAtStep(5)])
     assert stopped.preempted and not is_finished(stopped.run_dir)
     checkpoint = last_complete_checkpoint(stopped.run_dir / "checkpoints")
     assert checkpoint is not None and checkpoint.endswith("checkpoint-5")
@@ -85,8 +94,16 @@ def test_signal_saves_checkpoint_and_resume_reproduces_uninterrupted_run(tiny_co
     (broken / "model.safetensors").write_bytes(b"truncated")
     assert not (broken / COMPLETE_MARKER).exists()
 
+    first_segment = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    first_segment_s = first_segment["stateful_callbacks"]["TrainingClock"]["args"]["previous_s"]
+    assert 1.0 < first_segment_s <= stopped.wall_time_s
+
     resumed = run_training(config, resume=True)
     assert not resumed.preempted and is_finished(resumed.run_dir)
+    # the reported training time covers both segments, not only the last one
+    assert resumed.wall_time_s > first_segment_s
+    provenance_s = json.loads((resumed.run_dir / "provenance.json").read_text())["wall_time_s"]
+    assert provenance_s == pytest.approx(resumed.wall_time_s, abs=0.01)
     expected = load_file(str(reference.run_dir / "model.safetensors"))
     actual = load_file(str(resumed.run_dir / "model.safetensors"))
     for key in expected:
