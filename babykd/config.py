@@ -181,6 +181,10 @@ class DistillationConfig:
     contrastive_tau: float = 2.0
     contrastive_max_positions: int = 512
     aux_layers: list[int] | None = None
+    #: Offline KD: compute the teachers' top-k soft targets once and reuse them every epoch
+    #: (None: teachers run at every step). Logit terms only; see babykd.teacher_cache.
+    teacher_cache_top_k: int | None = None
+    teacher_cache_dir: str | None = _path_field(None)  #: default: <data cache dir>/teachers
 
     def validate(self, where: str) -> None:
         if not self.teachers:
@@ -200,6 +204,15 @@ class DistillationConfig:
             )
         if self.weights.aux > 0 and not self.aux_layers:
             raise ConfigError(f"{where}: distillation.aux_layers must name student layers when weights.aux > 0")
+        if self.teacher_cache_top_k is not None:
+            if self.teacher_cache_top_k < 1:
+                raise ConfigError(f"{where}: distillation.teacher_cache_top_k must be >= 1 (or null: no cache)")
+            online = [name for name in ("hidden", "contrastive", "aux") if getattr(self.weights, name) > 0]
+            if online:
+                raise ConfigError(
+                    f"{where}: distillation.teacher_cache_top_k caches soft targets only, but "
+                    f"distillation.weights.{online[0]} > 0 needs the teachers' hidden states at every step"
+                )
 
 
 @dataclass
@@ -245,6 +258,12 @@ class RunConfig:
             raise ConfigError(
                 f"{self.source}: data.seq_length ({self.data.seq_length}) exceeds "
                 f"model.max_position_embeddings ({self.model.max_position_embeddings})"
+            )
+        cached = self.distillation is not None and self.distillation.teacher_cache_top_k is not None
+        if cached and self.data.random_offset:
+            raise ConfigError(
+                f"{self.source}: data.random_offset must be false with distillation.teacher_cache_top_k "
+                "(cached targets belong to fixed chunks)"
             )
         if self.data.vocab_size != self.model.vocab_size:
             raise ConfigError(

@@ -30,6 +30,7 @@ from babykd.atomic import atomic_write_text
 from babykd.config import DistillationConfig, LossWeightsConfig
 from babykd.data.dataset import EpochShuffleSampler
 from babykd import losses
+from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,12 @@ class KDTrainer(Trainer):
         terms: dict[str, torch.Tensor] = {"ce": ce}
         if self.teachers:
             terms.update(self._distillation_terms(outputs, inputs, need_hidden))
+        elif IDS_KEY in inputs and self.weights.kl > 0:
+            assert self.distillation is not None
+            terms["kl"] = losses.sparse_kl_distillation_loss(
+                outputs.logits, inputs[IDS_KEY], inputs[LOG_PROBS_KEY], labels,
+                temperature=self.distillation.temperature, normalization=self.distillation.kl_normalization,
+            )
         loss = losses.combine(terms, self.weights)
         self._record(terms)
         return (loss, outputs) if return_outputs else loss

@@ -30,6 +30,7 @@ from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.provenance import provenance
+from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint
 
@@ -109,6 +110,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         dataloader_drop_last=True,  # N processes then see exactly the global batches one process sees
         ddp_find_unused_parameters=False,  # every student parameter takes part in every forward
         disable_tqdm=not t.progress_bar,
+        remove_unused_columns=False,  # cached teacher targets ride in the batch for the loss, not the model
         report_to="none",  # TensorBoard is attached explicitly (fixed log dir), see run_training
         optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
         use_cpu=not torch.cuda.is_available(),
@@ -155,7 +157,16 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         data = load_data(config)
     check_tokenizer_fits(data.tokenizer, config.model.vocab_size)
 
-    teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length) if config.distillation else []
+    teachers: list[PreTrainedModel] = []
+    train_dataset = data.train_dataset
+    if config.distillation is not None and config.distillation.teacher_cache_top_k is not None:
+        with args.main_process_first(local=False, desc="teacher top-k cache"):  # one writer
+            cache = prepare_teacher_cache(config.distillation, data.train_dataset, data.tokenizer,
+                                          default_data_dirs(config)[1], args.device,
+                                          torch.bfloat16 if args.bf16 else None)
+        train_dataset = CachedTargetsDataset(data.train_dataset, cache)
+    elif config.distillation is not None:
+        teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length)
     set_seed(config.training.seed)
     student = build_model(config.model)
     extra = build_distillation_modules(config.distillation, student, teachers) if config.distillation else None
@@ -165,7 +176,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     trainer = KDTrainer(
         model=student,
         args=args,
-        train_dataset=data.train_dataset,
+        train_dataset=train_dataset,
         eval_dataset=data.eval_dataset if len(data.eval_dataset) else None,
         processing_class=data.tokenizer,
         teachers=teachers,

@@ -35,6 +35,12 @@ Modes
                    compile  torch.compile of the student (`training.torch_compile`), of each
                             teacher, and of the chunked losses' per-chunk arithmetic
                             (`losses.compile_chunk_kernels`); `--compile-mode` picks the mode.
+                   cache    offline KD (`distillation.teacher_cache_top_k`, logit-only scenarios):
+                            the teachers' top-k targets (`--cache-top-k`) are built once before
+                            the timed steps (`cache_build_s`), then the student trains without
+                            teachers; its first-batch loss differs from the reference by the
+                            top-k truncation (reported, not hidden), and its TFLOP/s and MFU
+                            count the student's 6·N only (the FLOPs it actually runs).
                  e.g. --modes reference,ours,ours+nosync,ours+nosync+compile
 
 Timing: `trainer.train()` with max_steps = warmup + steps; the clock runs from the end
@@ -74,6 +80,7 @@ from babykd.config import RunConfig, load_model_config, load_run_config
 from babykd.data.dataset import EpochShuffleSampler
 from babykd.models import build_model, count_parameters
 from babykd.provenance import device_name, provenance
+from babykd.teacher_cache import CachedTargetsDataset, build_teacher_cache
 from babykd.teachers import build_distillation_modules
 from babykd.trainer import KDTrainer
 from babykd.training import training_arguments
@@ -139,7 +146,7 @@ LOSS_SCENARIOS: dict[str, LossScenario] = {
 #: Tiny shapes: CPU-sized models of config/models/tiny-*.yaml, 4 sequences of 32 tokens.
 TINY_BATCH, TINY_SEQ = 4, 32
 BASE_MODES = ("reference", "ours")
-LEVERS = ("nosync", "compile")
+LEVERS = ("nosync", "compile", "cache")
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -374,6 +381,7 @@ class RandomTokens(torch.utils.data.Dataset):
     def __init__(self, rows: int, seq_length: int, vocab_size: int, seed: int) -> None:
         generator = torch.Generator().manual_seed(seed)
         self.ids = torch.randint(3, vocab_size, (rows, seq_length), generator=generator)
+        self.seq_length = seq_length
 
     def __len__(self) -> int:
         return self.ids.size(0)
@@ -483,7 +491,7 @@ def ours_trainer(
     args = training_arguments(config, out)
     args.set_evaluate("no")
     args.set_save("no")
-    teachers = [copy.deepcopy(teacher) for teacher in proto.teachers]
+    teachers = [] if "cache" in levers else [copy.deepcopy(teacher) for teacher in proto.teachers]
     if "compile" in levers:
         args.torch_compile_mode = compile_mode
         for teacher in teachers:
@@ -519,7 +527,8 @@ def run_training_scenario(name: str, ctx: Context) -> list[dict[str, Any]]:
         proto = build_prototypes(config, scenario, options.shapes, options.seed)
         batch, seq = config.training.batch_size, config.data.seq_length
         dataset = RandomTokens((options.warmup + options.steps) * batch, seq, config.model.vocab_size, options.seed)
-        flops_per_token = 6 * matmul_parameters(proto.student) + 2 * sum(map(matmul_parameters, proto.teachers))
+        student_flops = 6 * matmul_parameters(proto.student)
+        flops_per_token = student_flops + 2 * sum(map(matmul_parameters, proto.teachers))
         common = {
             "scenario": name, "shapes": options.shapes, "batch_size": batch, "seq_length": seq,
             "student": config.model.name, "teachers": proto.teacher_names,
@@ -535,7 +544,8 @@ def run_training_scenario(name: str, ctx: Context) -> list[dict[str, Any]]:
             seconds = measured.pop("seconds")
             tokens_per_s = options.steps * batch * seq / seconds if seconds else None
             records.append(
-                {**common, "mode": mode, **throughput(tokens_per_s, flops_per_token, ctx),
+                {**common, "mode": mode,
+                 **throughput(tokens_per_s, student_flops if "cache" in mode.split("+") else flops_per_token, ctx),
                  "step_time_ms": round(1000 * seconds / options.steps, 2) if seconds else None, **measured}
             )
     return records + comparisons(name, records, ctx)
@@ -548,6 +558,10 @@ def run_mode(
     options = ctx.options
     timer, first = StepTimer(options.warmup, options.steps, ctx.device), FirstLog()
     levers = mode.split("+")[1:]
+    cache_record: dict[str, Any] = {}
+    if "cache" in levers:
+        dataset, cache_record = cached_dataset(config, proto, dataset, out / "teacher-cache", ctx.device,
+                                               options.cache_top_k)
     # The Trainer prints its logs; stdout carries only this script's JSON lines.
     with ctx.memory.measure() as memory, tf32_matmuls(mode != "reference"), \
             compiled_loss_chunks("compile" in levers, options.compile_mode), contextlib.redirect_stdout(sys.stderr):
@@ -560,7 +574,30 @@ def run_mode(
         del trainer
     return {
         "seconds": timer.seconds, "precision": precision, "peak_mem_gb": memory["peak_gb"],
-        "mem_at_start_gb": memory["start_gb"], "loss_first_batch": first.logs,
+        "mem_at_start_gb": memory["start_gb"], "loss_first_batch": first.logs, **cache_record,
+    }
+
+
+def cached_dataset(
+    config: RunConfig, proto: Prototypes, dataset: RandomTokens, directory: Path, device: str, top_k: int
+) -> tuple[CachedTargetsDataset, dict[str, Any]]:
+    """The lever `cache`: the teachers' top-k targets for `dataset`, built (and timed) before training."""
+    distillation = copy.deepcopy(config.distillation)
+    if distillation is None or any(getattr(distillation.weights, n) > 0 for n in ("hidden", "contrastive", "aux")):
+        raise ValueError("the cache lever is for logit-only distillation scenarios")
+    distillation.teacher_cache_top_k = top_k
+    dtype = torch.bfloat16 if device == "cuda" else None
+    teachers = [copy.deepcopy(t).to(device=device, dtype=dtype).eval() for t in proto.teachers]
+    synchronize(device)
+    started = time.perf_counter()
+    cache = build_teacher_cache(directory, dataset, teachers, distillation, "benchmark", progress=False)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    del teachers
+    release_memory()
+    return CachedTargetsDataset(dataset, cache), {
+        "cache_build_s": round(seconds, 3), "cache_top_k": top_k, "cache_top_k_mass": cache.meta["top_k_mass"],
+        "cache_tokens_per_s": round(len(dataset) * dataset.seq_length / seconds, 1),
     }
 
 
@@ -717,6 +754,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5 published, 1 tiny)")
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch (both modes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-top-k", type=int, default=64, help="K of the `cache` lever's teacher targets")
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 dense peak for MFU on an unlisted GPU")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSONL file to append to")
     parser.add_argument("--no-results", action="store_true", help="print only, append nothing")

@@ -27,6 +27,7 @@ from babykd.losses.logit import (
 )
 from babykd.losses.modules import DistillationModules
 from babykd.losses.positions import IGNORE_INDEX, ScoredPositions, position_rows, scored_positions
+from babykd.losses.sparse import sparse_kl_distillation_loss, top_k_targets
 
 __all__ = [
     "AuxiliaryHeads",
@@ -51,6 +52,8 @@ __all__ = [
     "position_rows",
     "scored_positions",
     "soft_target_kl_sum",
+    "sparse_kl_distillation_loss",
+    "top_k_targets",
     "uniform_layer_map",
     "validate_layer_map",
 ]

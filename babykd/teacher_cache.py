@@ -1,0 +1,193 @@
+"""Offline KD: the teacher ensemble's top-k soft targets, computed once and reused every epoch.
+
+Why: the training chunks are fixed (no random offset), so the teachers give the
+same answer for a chunk every epoch. In the BabyLlama recipe their forwards cost
+about 2·(705M + 360M) FLOPs per token against 6·58M for the student's step, most
+of every distillation step. With ``distillation.teacher_cache_top_k: K`` one
+pass over the corpus stores, per chunk and position, the K most likely tokens of
+the combined tempered teacher distribution and their log-probabilities; every
+epoch then trains on them (:func:`babykd.losses.sparse_kl_distillation_loss`,
+which keeps the remaining mass as one "rest" outcome) without loading a
+teacher. How the teacher spreads that rest mass is what the cache loses: the
+build records the mean mass the top K hold (``meta.json``: ``top_k_mass``).
+
+On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × K`` each): ``ids``
+(uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16), with
+``meta.json`` written last. The default directory name carries a fingerprint of
+everything the targets depend on (token stream, chunking, teacher weights,
+temperature, combination, K), so changing any of them builds a new cache
+instead of silently reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from babykd.atomic import atomic_directory, atomic_write_json
+from babykd.config import DistillationConfig
+from babykd.data.dataset import ChunkDataset
+from babykd.losses import combined_teacher_log_probs, top_k_targets
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 2  # 2: log-probs stored as they are (1 renormalised them over the top K)
+#: Batch keys the cached targets travel under (the trainer reads them, the model never sees them).
+IDS_KEY = "teacher_top_ids"
+LOG_PROBS_KEY = "teacher_top_log_probs"
+#: Weight files whose size and modification time identify a teacher checkpoint.
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+
+
+@dataclass(frozen=True)
+class TeacherCache:
+    """A loaded cache: ``ids`` and ``log_probs`` are ``[N_chunks, seq_length, K]`` memory maps."""
+
+    directory: Path
+    ids: np.ndarray
+    log_probs: np.ndarray
+    meta: dict[str, Any]
+    built: bool
+
+
+def teacher_identity(path: str | Path) -> str:
+    """The resolved path plus the name, size and mtime of each weight file (hashing GBs of weights is slow)."""
+    root = Path(path).resolve()
+    files = sorted(f for pattern in WEIGHT_PATTERNS for f in root.glob(pattern))
+    return str(root) + "".join(f"|{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+def cache_fingerprint(dataset: ChunkDataset, cfg: DistillationConfig) -> str:
+    """SHA-256 over everything the cached targets depend on."""
+    if dataset.random_offset:
+        raise ValueError("cached teacher targets need fixed chunks (data.random_offset: false)")
+    digest = hashlib.sha256(
+        f"babykd-teacher-cache-v{CACHE_FORMAT}\0{dataset.seq_length}\0{len(dataset)}\0"
+        f"{cfg.temperature}\0{cfg.combine}\0{cfg.teacher_cache_top_k}\0".encode()
+    )
+    for teacher in cfg.teachers:
+        digest.update(teacher_identity(teacher).encode() + b"\0")
+    digest.update(np.ascontiguousarray(dataset.tokens[: len(dataset) * dataset.seq_length]).tobytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir(data_cache_dir: Path, fingerprint: str) -> Path:
+    """Where a run's cache goes unless `distillation.teacher_cache_dir` says otherwise."""
+    return data_cache_dir / f"teachers-{fingerprint[:16]}"
+
+
+def load_teacher_cache(directory: Path, fingerprint: str) -> TeacherCache | None:
+    """The cache in `directory` if it is complete and has this fingerprint; None (and why, logged) otherwise."""
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("fingerprint") != fingerprint:
+        logger.warning("%s holds targets of other teachers, data or settings: rebuilding", directory)
+        return None
+    ids = np.load(directory / "ids.npy", mmap_mode="r")
+    log_probs = np.load(directory / "log_probs.npy", mmap_mode="r")
+    if ids.shape != tuple(meta["shape"]) or log_probs.shape != tuple(meta["shape"]):
+        logger.warning("%s: arrays do not match meta.json (%s): rebuilding", directory, meta["shape"])
+        return None
+    return TeacherCache(directory, ids, log_probs, meta, built=False)
+
+
+@torch.inference_mode()
+def build_teacher_cache(
+    directory: Path,
+    dataset: ChunkDataset,
+    teachers: Sequence[PreTrainedModel],
+    cfg: DistillationConfig,
+    fingerprint: str,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> TeacherCache:
+    """Run the teachers once over every chunk of `dataset` and store their top-k targets in `directory`."""
+    k = cfg.teacher_cache_top_k
+    if k is None:
+        raise ValueError("distillation.teacher_cache_top_k is not set")
+    vocab = teachers[0].get_output_embeddings().weight.size(0)
+    shape = (len(dataset), dataset.seq_length, k)
+    device = next(teachers[0].parameters()).device
+    mass_sum = 0.0
+    with atomic_directory(directory) as tmp:
+        ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.uint16 if vocab <= 65536 else np.int32,
+                                        shape=shape)
+        log_probs = np.lib.format.open_memmap(tmp / "log_probs.npy", mode="w+", dtype=np.float16, shape=shape)
+        for start in tqdm(range(0, len(dataset), batch_size), desc="teacher top-k cache", unit="batch",
+                          disable=not progress):
+            chunks = range(start, min(start + batch_size, len(dataset)))
+            input_ids = torch.stack([dataset[i]["input_ids"] for i in chunks]).to(device)
+            rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
+            combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
+            top_ids, top_log_probs = top_k_targets(combined, k)
+            mass_sum += float(combined.gather(-1, top_ids).exp().sum())
+            ids[start:start + len(chunks)] = top_ids.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
+            log_probs[start:start + len(chunks)] = top_log_probs.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
+        ids.flush()
+        log_probs.flush()
+        meta = {
+            "format": CACHE_FORMAT, "fingerprint": fingerprint, "shape": list(shape),
+            "teachers": [str(t) for t in cfg.teachers], "temperature": cfg.temperature, "combine": cfg.combine,
+            "top_k": k, "top_k_mass": round(mass_sum / (shape[0] * shape[1]), 6),
+        }
+        atomic_write_json(tmp / "meta.json", meta)
+        del ids, log_probs
+    logger.info("teacher cache %s: %d chunks, top-%d holds %.1f%% of the teachers' mass",
+                directory, shape[0], k, 100 * meta["top_k_mass"])
+    loaded = load_teacher_cache(directory, fingerprint)
+    assert loaded is not None, f"{directory} was just written"
+    return TeacherCache(loaded.directory, loaded.ids, loaded.log_probs, loaded.meta, built=True)
+
+
+def prepare_teacher_cache(
+    cfg: DistillationConfig,
+    dataset: ChunkDataset,
+    tokenizer: PreTrainedTokenizerBase,
+    data_cache_dir: Path,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> TeacherCache:
+    """The run's cache: reused when current, else built (teachers loaded, checked, run once, released)."""
+    from babykd.teachers import load_teachers  # the teachers are only needed to build
+
+    fingerprint = cache_fingerprint(dataset, cfg)
+    directory = Path(cfg.teacher_cache_dir) if cfg.teacher_cache_dir else default_cache_dir(data_cache_dir, fingerprint)
+    cache = load_teacher_cache(directory, fingerprint)
+    if cache is not None:
+        logger.info("teacher cache %s reused (top-%d)", directory, cfg.teacher_cache_top_k)
+        return cache
+    teachers = [t.to(device=device, dtype=dtype).eval() for t in load_teachers(cfg, tokenizer, dataset.seq_length)]
+    return build_teacher_cache(directory, dataset, teachers, cfg, fingerprint)
+
+
+class CachedTargetsDataset(Dataset):
+    """A chunk dataset whose items also carry their cached top-k teacher targets."""
+
+    def __init__(self, dataset: ChunkDataset, cache: TeacherCache) -> None:
+        if cache.ids.shape[:2] != (len(dataset), dataset.seq_length):
+            raise ValueError(f"cache {cache.directory} has shape {cache.ids.shape}, "
+                             f"the dataset {len(dataset)} chunks of {dataset.seq_length}")
+        self.dataset = dataset
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = self.dataset[index]
+        item[IDS_KEY] = torch.from_numpy(self.cache.ids[index].astype(np.int64))
+        item[LOG_PROBS_KEY] = torch.from_numpy(self.cache.log_probs[index].astype(np.float32))
+        return item

@@ -1,0 +1,131 @@
+"""Offline KD: cached top-k teacher targets equal the live ones, are rebuilt when stale, and train a student."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from babykd import REPO_ROOT
+from babykd.config import ConfigError
+from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, sparse_kl_distillation_loss, top_k_targets
+from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, cache_fingerprint, prepare_teacher_cache
+from babykd.training import default_data_dirs, load_data, run_training
+from tests.test_distillation import STUDENT, teacher_overrides
+
+BABYLLAMA = "config/runs/distill/BabyLlama1-58M-strict.yaml"
+
+
+def test_sparse_kl_with_the_whole_vocabulary_is_the_dense_kl() -> None:
+    torch.manual_seed(0)
+    batch, length, vocab = 2, 6, 13
+    student = torch.randn(batch, length, vocab, requires_grad=True)
+    teachers = [torch.randn(batch, length, vocab), torch.randn(batch, length, vocab)]
+    labels = torch.randint(0, vocab, (batch, length))
+    labels[0, 4] = -100
+    targets = combined_teacher_log_probs([t.reshape(-1, vocab) for t in teachers], 2.0).reshape(batch, length, vocab)
+    ids, log_q = top_k_targets(targets, vocab)
+    for normalization in ("token", "reference"):
+        dense = kl_distillation_loss(student, teachers, labels, temperature=2.0, normalization=normalization)
+        sparse = sparse_kl_distillation_loss(student, ids, log_q, labels, temperature=2.0,
+                                             normalization=normalization, chunk_rows=5)
+        torch.testing.assert_close(sparse, dense)
+        torch.testing.assert_close(torch.autograd.grad(sparse, student)[0], torch.autograd.grad(dense, student)[0])
+
+
+def test_sparse_kl_by_hand_on_a_truncated_target() -> None:
+    student = torch.tensor([[[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]]])
+    teacher = torch.log(torch.tensor([[[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]]))
+    ids, log_q = top_k_targets(teacher, 2)
+    assert ids[0, 0].tolist() == [0, 1] and torch.allclose(log_q[0, 0].exp(), torch.tensor([0.5, 0.3]))
+    # token normalisation scores position 0 only (position 1 has no next token); T = 1.
+    # Outcomes: token 0, token 1, and the rest (token 2).
+    p = torch.softmax(student[0, 0], dim=-1)
+    q, p_coarse = torch.tensor([0.5, 0.3, 0.2]), torch.stack([p[0], p[1], p[2]])
+    expected = (q * (q / p_coarse).log()).sum()
+    got = sparse_kl_distillation_loss(student, ids, log_q, torch.zeros(1, 2, dtype=torch.long), temperature=1.0)
+    torch.testing.assert_close(got, expected)
+
+
+def test_sparse_kl_is_zero_when_the_student_matches_the_teacher() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(2, 8, 50, requires_grad=True)
+    ids, log_q = top_k_targets(torch.log_softmax(logits.detach() / 2.0, dim=-1), 5)
+    loss = sparse_kl_distillation_loss(logits, ids, log_q, torch.zeros(2, 8, dtype=torch.long), temperature=2.0)
+    assert abs(loss.item()) < 1e-5
+    assert torch.autograd.grad(loss, logits)[0].abs().max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def cached_config(tiny_config, tiny_teachers):
+    return tiny_config(BABYLLAMA, "student-cached", STUDENT, *teacher_overrides(tiny_teachers), "training.lr=3e-3",
+                       "distillation.teacher_cache_top_k=8", "distillation.kl_normalization=token",
+                       "training.max_steps=20")
+
+
+def test_cache_holds_the_live_teachers_top_k_and_is_reused(cached_config, tiny_teachers) -> None:
+    from babykd.teachers import load_teachers
+
+    data = load_data(cached_config)
+    cfg = cached_config.distillation
+    cache_dir = default_data_dirs(cached_config)[1]
+    cache = prepare_teacher_cache(cfg, data.train_dataset, data.tokenizer, cache_dir, torch.device("cpu"))
+    assert cache.built and cache.ids.shape == (len(data.train_dataset), 32, 8)
+    assert 0 < cache.meta["top_k_mass"] <= 1
+
+    teachers = load_teachers(cfg, data.tokenizer, 32)
+    chunk = data.train_dataset[3]["input_ids"][None]
+    with torch.no_grad():
+        live = combined_teacher_log_probs([t(input_ids=chunk).logits[0] for t in teachers], cfg.temperature)
+    ids, log_q = top_k_targets(live, 8)
+    assert np.array_equal(cache.ids[3], ids.numpy())
+    np.testing.assert_allclose(cache.log_probs[3].astype(np.float32), log_q.numpy(), atol=2e-3)
+
+    item = CachedTargetsDataset(data.train_dataset, cache)[3]
+    assert item[IDS_KEY].dtype == torch.int64 and item[LOG_PROBS_KEY].shape == (32, 8)
+    again = prepare_teacher_cache(cfg, data.train_dataset, data.tokenizer, cache_dir, torch.device("cpu"))
+    assert not again.built and again.directory == cache.directory
+
+    cfg.temperature = 1.0  # other settings: another fingerprint, so another cache, never the stale one
+    try:
+        assert cache_fingerprint(data.train_dataset, cfg) != cache.meta["fingerprint"]
+    finally:
+        cfg.temperature = 2.0
+
+
+def test_student_trains_on_cached_targets(cached_config) -> None:
+    result = run_training(cached_config)
+    logged = [entry for entry in result.history if "loss" in entry]
+    assert all("loss_kl" in entry for entry in logged)
+    assert logged[-1]["loss_ce"] < logged[0]["loss_ce"] - 0.5
+    assert json.loads((result.run_dir / "provenance.json").read_text())["global_steps"] == 20
+
+
+def test_cache_refuses_terms_that_need_live_teachers(tiny_config, tiny_teachers) -> None:
+    palenka = "config/runs/distill/PalenkaLlama1-58M-strict-L0.1-H0.5.yaml"
+    with pytest.raises(ConfigError, match="distillation.weights.hidden"):
+        tiny_config(palenka, "cached-dskd", STUDENT, *teacher_overrides(tiny_teachers),
+                    "distillation.teacher_cache_top_k=8")
+    with pytest.raises(ConfigError, match="data.random_offset"):
+        tiny_config(BABYLLAMA, "cached-offset", STUDENT, *teacher_overrides(tiny_teachers),
+                    "distillation.teacher_cache_top_k=8", "data.random_offset=true")
+
+
+def test_fidelity_benchmark_is_exact_at_the_whole_vocabulary(cached_config) -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_teacher_cache import measure
+
+    from babykd.models import build_model
+
+    torch.manual_seed(0)
+    records = measure(cached_config, build_model(cached_config.model), [4, 64, cached_config.model.vocab_size], 1)
+    whole = records[-1]
+    assert whole["top_k_mass"] == pytest.approx(1.0, abs=1e-3)
+    assert whole["kl_ratio"] == pytest.approx(1.0, abs=5e-3) and whole["grad_cosine"] == pytest.approx(1.0, abs=1e-3)
+    masses = [r["top_k_mass"] for r in records]
+    assert masses == sorted(masses) and masses[0] < 1.0
