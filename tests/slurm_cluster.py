@@ -163,8 +163,20 @@ def _active(job_ids: Iterable[str]) -> bool:
     return bool(proc.stdout.strip())
 
 
+def _known_to_controller(job_ids: Iterable[str]) -> set[str]:
+    """Every job and array task slurmctld still remembers, finished ones included (empty once purged)."""
+    proc = _run(["squeue", "--states=all", "-h", "-j", _ids(job_ids), "-o", "%i"])
+    return set(proc.stdout.split()) if proc.returncode == 0 else set()
+
+
 def _all_recorded(job_ids: Sequence[str], rows: Mapping[str, SacctRow]) -> bool:
-    """Every job (every task of an array) has a final sacct row; slurmdbd lags squeue."""
+    """Every job (every task of an array) has a final sacct row; slurmdbd lags squeue.
+
+    slurmdbd records array tasks one by one, so a task the controller knows must
+    have its own row too: seeing some of an array's tasks in sacct is not enough.
+    """
+    if not _known_to_controller(job_ids) <= set(rows):
+        return False
     for job_id in job_ids:
         own = [r for r in rows.values() if r.job_id == job_id or r.job_id.startswith(f"{job_id}_")]
         if not own or not all(r.final for r in own):
