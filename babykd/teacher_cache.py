@@ -21,6 +21,7 @@ instead of silently reusing a stale one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -133,7 +134,7 @@ def build_teacher_cache(
             rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
             combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
             top_ids, top_log_probs = top_k_targets(combined, k)
-            mass_sum += float(combined.gather(-1, top_ids).exp().sum())
+            mass_sum += float(top_log_probs.exp().sum())
             ids[start:start + len(chunks)] = top_ids.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
             log_probs[start:start + len(chunks)] = top_log_probs.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
         ids.flush()
@@ -149,7 +150,7 @@ def build_teacher_cache(
                 directory, shape[0], k, 100 * meta["top_k_mass"])
     loaded = load_teacher_cache(directory, fingerprint)
     assert loaded is not None, f"{directory} was just written"
-    return TeacherCache(loaded.directory, loaded.ids, loaded.log_probs, loaded.meta, built=True)
+    return dataclasses.replace(loaded, built=True)
 
 
 def prepare_teacher_cache(

@@ -83,7 +83,7 @@ class TrainingClock(TrainerCallback, ExportableState):
 
     A preempted and requeued job would otherwise report only its last segment. The running
     total is saved with each checkpoint (HF's stateful-callback slot in trainer_state.json)
-    and read back by :meth:`resumed_from`.
+    and read back by :meth:`resumed_from` from :func:`checkpoint_state`.
     """
 
     def __init__(self, previous_s: float = 0.0) -> None:
@@ -98,11 +98,11 @@ class TrainingClock(TrainerCallback, ExportableState):
         return {"args": {"previous_s": round(self.elapsed_s(), 3)}, "attributes": {}}
 
     @classmethod
-    def resumed_from(cls, checkpoint: str | os.PathLike | None) -> "TrainingClock":
-        """A clock started now that continues the total saved in `checkpoint` (from zero without one)."""
-        if checkpoint is None:
+    def resumed_from(cls, saved_state: TrainerState | None) -> "TrainingClock":
+        """A clock started now that continues the total in a checkpoint's state (from zero without one)."""
+        if saved_state is None:
             return cls()
-        saved = checkpoint_state(checkpoint).stateful_callbacks.get(cls.__name__, {})
+        saved = saved_state.stateful_callbacks.get(cls.__name__, {})
         return cls(**saved.get("args", {}))
 
 

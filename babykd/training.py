@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TrainerState, TrainingArguments
 from transformers import set_seed
 from transformers.integrations import TensorBoardCallback
 
@@ -189,13 +189,14 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
     if resume:
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
-    clock = TrainingClock.resumed_from(checkpoint)
+    saved_state = checkpoint_state(checkpoint) if checkpoint else None
+    clock = TrainingClock.resumed_from(saved_state)
     trainer.add_callback(clock)
-    if checkpoint and reached_max_steps(checkpoint, args.max_steps):
+    if saved_state is not None and reached_max_steps(saved_state, args.max_steps):
         # Killed after its last checkpoint but before the end: HF Trainer would train one step past
         # max_steps on resume, so take the checkpoint as the trained model instead.
         logger.info("%s is at max_steps=%d: finishing from it without training", checkpoint, args.max_steps)
-        trainer.state = checkpoint_state(checkpoint)
+        trainer.state = saved_state
         trainer.model.load_state_dict(AutoModelForCausalLM.from_pretrained(checkpoint).state_dict())
     else:
         preemption.install()
@@ -222,9 +223,9 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
 
 
-def reached_max_steps(checkpoint: str, max_steps: int) -> bool:
-    """True when a step-limited run's `checkpoint` was saved at (or past) its last step."""
-    return max_steps > 0 and checkpoint_state(checkpoint).global_step >= max_steps
+def reached_max_steps(saved_state: TrainerState, max_steps: int) -> bool:
+    """True when a step-limited run's checkpoint (its `saved_state`) was saved at (or past) its last step."""
+    return max_steps > 0 and saved_state.global_step >= max_steps
 
 
 def attach_evaluation(trainer: KDTrainer, config: RunConfig, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -583,9 +583,10 @@ def cached_dataset(
 ) -> tuple[CachedTargetsDataset, dict[str, Any]]:
     """The lever `cache`: the teachers' top-k targets for `dataset`, built (and timed) before training."""
     distillation = copy.deepcopy(config.distillation)
-    if distillation is None or any(getattr(distillation.weights, n) > 0 for n in ("hidden", "contrastive", "aux")):
-        raise ValueError("the cache lever is for logit-only distillation scenarios")
+    if distillation is None:
+        raise ValueError("the cache lever needs a distillation scenario")
     distillation.teacher_cache_top_k = top_k
+    distillation.validate(config.source)  # the config's own rule: logit terms only
     dtype = torch.bfloat16 if device == "cuda" else None
     teachers = [copy.deepcopy(t).to(device=device, dtype=dtype).eval() for t in proto.teachers]
     synchronize(device)

@@ -49,10 +49,11 @@ def _rows_kl(student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: floa
     scaled = student_rows.float() / temperature
     normaliser = scaled.logsumexp(dim=-1, keepdim=True)
     log_p = scaled.gather(-1, ids) - normaliser
-    kl = (log_q.exp() * (log_q - log_p)).sum()
+    q = log_q.exp()
+    kl = (q * (log_q - log_p)).sum()
     if ids.size(-1) == scaled.size(-1):  # the whole vocabulary: no rest outcome
         return kl
-    q_rest = (1.0 - log_q.exp().sum(dim=-1)).clamp(min=0.0)
+    q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
     outside = scaled.scatter(-1, ids, torch.finfo(torch.float32).min)
     log_p_rest = (outside.logsumexp(dim=-1) - normaliser.squeeze(-1)).clamp(min=MIN_LOG_REST)
     log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
