@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -292,12 +293,14 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # `X | None`: X's own error ("unknown key ... did you mean") says what is wrong
+            return _coerce(value, options[0], key, where)
+        for option in options:
             try:
                 return _coerce(value, option, key, where)
-            except ConfigError as error:
-                errors.append(str(error))
+            except ConfigError:
+                pass
         raise ConfigError(f"{where}: {key} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -321,6 +324,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):  # .inf/.nan pass every "> 0" check and train an all-NaN model
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,8 @@ import pytest
 from babykd import REPO_ROOT
 from babykd.config import (
     ConfigError,
+    DistillationConfig,
+    ModelConfig,
     TrainingConfig,
     derive_batch_layout,
     load_model_config,
@@ -150,3 +155,44 @@ def test_global_batch_is_split_over_devices(batch: int, cap: int | None, world: 
 def test_global_batch_must_divide_over_devices() -> None:
     with pytest.raises(ConfigError, match="not divisible by the number of processes"):
         derive_batch_layout(TrainingConfig(lr=1.0, batch_size=30), 4)
+
+
+def float_keys(cls: type, prefix: str) -> list[str]:
+    """Dotted keys of every float field below dataclass `cls`."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if hints[f.name] is float:
+            keys.append(f"{prefix}.{f.name}")
+        elif dataclasses.is_dataclass(hints[f.name]):
+            keys += float_keys(hints[f.name], f"{prefix}.{f.name}")
+    return keys
+
+
+FLOAT_KEYS = [
+    key for section, cls in (("model", ModelConfig), ("training", TrainingConfig), ("distillation", DistillationConfig))
+    for key in float_keys(cls, section)
+]
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_rejected_in_every_float_field(tmp_path: Path, minimal_run: Path, value: str) -> None:
+    assert {"training.lr", "distillation.weights.kl", "distillation.temperature"} <= set(FLOAT_KEYS)
+    run = write(tmp_path / "kd.yaml", minimal_run.read_text() + "distillation: {teachers: [t], weights: {kl: 1.0}}\n")
+    for key in FLOAT_KEYS:
+        with pytest.raises(ConfigError, match=rf"kd\.yaml: {re.escape(key)} must be a finite number"):
+            load_run_config(run, [f"{key}={value}"])
+    text = run.read_text().replace("lr: 1.0e-3", f"lr: {value}")
+    with pytest.raises(ConfigError, match=r"inf\.yaml: training\.lr must be a finite number"):
+        load_run_config(write(tmp_path / "inf.yaml", text))
+
+
+@pytest.mark.parametrize("section", ["distillation: {teachers: [t], weigths: {kl: 1.0}}",
+                                     "evaluation: {taks: [blimp_filtered]}"])
+def test_error_inside_an_optional_section_names_the_inner_key(tmp_path: Path, minimal_run: Path, section: str) -> None:
+    bad = write(tmp_path / "inner.yaml", minimal_run.read_text() + section + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_run_config(bad)
+    name, typo = ("distillation", "weigths") if "weigths" in section else ("evaluation", "taks")
+    right = "weights" if typo == "weigths" else "tasks"
+    assert str(error.value).startswith(f"{bad}: unknown key '{name}.{typo}' (did you mean '{name}.{right}'?)")
