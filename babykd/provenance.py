@@ -20,6 +20,8 @@ import torch
 import babykd
 from babykd import REPO_ROOT
 
+#: Written last into a finished run directory: its presence means the run finished.
+PROVENANCE_FILE = "provenance.json"
 _PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "safetensors", "numpy")
 
 

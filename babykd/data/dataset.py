@@ -18,6 +18,10 @@ import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
 
+#: Batch key of the per-chunk word count (popped by the trainer before the forward pass).
+WORDS_KEY = "words"
+
+
 def _rng(*key: int) -> np.random.Generator:
     """A generator determined by ``key`` alone (seed, epoch, purpose): reproducible anywhere."""
     return np.random.default_rng(list(key))
@@ -28,14 +32,22 @@ class ChunkDataset(Dataset):
 
     Item ``i`` is ``tokens[offset + i*L : offset + (i+1)*L]`` as
     ``{"input_ids", "labels"}`` LongTensors (equal: HF causal LMs shift labels
-    themselves). Without ``random_offset`` the offset is 0. With it, the offset
+    themselves), plus ``"words"``, the number of words starting in the chunk
+    when ``word_starts`` (see :mod:`babykd.data.words`) is given: the trainer
+    sums it over the chunks its optimizer steps consume (words seen). Without ``random_offset`` the offset is 0. With it, the offset
     is redrawn in ``[0, L)`` by :meth:`set_epoch`, and the length is the number
     of chunks that fit for *any* offset, so a sampler sized once stays valid.
     The last partial chunk is dropped.
     """
 
     def __init__(
-        self, tokens: np.ndarray, seq_length: int = 128, *, random_offset: bool = False, seed: int = 0
+        self,
+        tokens: np.ndarray,
+        seq_length: int = 128,
+        *,
+        random_offset: bool = False,
+        seed: int = 0,
+        word_starts: np.ndarray | None = None,
     ) -> None:
         if seq_length < 1:
             raise ValueError(f"seq_length must be positive, not {seq_length}")
@@ -45,7 +57,10 @@ class ChunkDataset(Dataset):
                 f"a token stream of {len(tokens)} tokens holds no chunk of {seq_length} tokens"
                 + (" at every offset" if random_offset else "")
             )
+        if word_starts is not None and len(word_starts) != len(tokens):
+            raise ValueError(f"word_starts has {len(word_starts)} entries for {len(tokens)} tokens")
         self.tokens = tokens
+        self.word_starts = word_starts
         self.seq_length = seq_length
         self.random_offset = random_offset
         self.seed = seed
@@ -65,7 +80,17 @@ class ChunkDataset(Dataset):
             raise IndexError(f"chunk {index} out of range for {self._length} chunks")
         start = self.offset + (index % self._length) * self.seq_length
         ids = torch.from_numpy(np.asarray(self.tokens[start : start + self.seq_length], dtype=np.int64))
-        return {"input_ids": ids, "labels": ids.clone()}
+        item = {"input_ids": ids, "labels": ids.clone()}
+        if self.word_starts is not None:
+            item[WORDS_KEY] = torch.tensor(int(self.word_starts[start : start + self.seq_length].sum()))
+        return item
+
+    def total_words(self) -> int:
+        """Words starting in all chunks at the current offset: one epoch's words seen, tail excluded."""
+        if self.word_starts is None:
+            raise ValueError("this dataset was built without word_starts")
+        start = self.offset
+        return int(self.word_starts[start : start + self._length * self.seq_length].sum(dtype=np.int64))
 
 
 class EpochShuffleSampler(Sampler[int]):

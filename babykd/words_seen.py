@@ -1,0 +1,127 @@
+"""Words seen during training, and model revisions saved at word marks (``<run>/revisions/chck_*``).
+
+Why a callback of its own: the challenge measures training by words seen, not
+steps, and its age-of-acquisition evaluation reads checkpoints named by words
+(``chck_1M`` ...). The count is exact: each chunk carries the number of words
+that start in it (:mod:`babykd.data.words`); the trainer hands the counts of
+every micro-batch to :meth:`WordsSeen.add`, and each optimizer step closes a
+sum (all-reduced over processes), so the total is what the optimizer consumed,
+across epochs, processes and resumes.
+
+The running total and the marks already saved go into every checkpoint's
+``trainer_state.json`` (HF's stateful-callback slot), and a resumed run starts
+from them. A revision is saved at the first optimizer step at or past each
+mark, before that step's resume checkpoint, so a checkpoint never claims a mark
+whose folder is not on disk; a run resumed from an earlier checkpoint that
+passes a mark again rewrites the same folder atomically (same step, same
+weights), so no mark is skipped or duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from babykd.atomic import atomic_directory, atomic_write_json
+from babykd.rules import revision_name, revision_words
+
+logger = logging.getLogger(__name__)
+
+#: Folder of the word-mark revisions inside a run directory.
+REVISIONS_DIR = "revisions"
+#: Written into each revision folder: its mark, the words actually seen and the step.
+REVISION_INFO_FILE = "revision.json"
+
+
+class WordsSeen(TrainerCallback, ExportableState):
+    """Count words consumed by optimizer steps; save the student at each word mark."""
+
+    def __init__(
+        self,
+        marks: Sequence[int] = (),
+        revisions_dir: str | Path | None = None,
+        total: int = 0,
+        saved_marks: Sequence[int] = (),
+    ) -> None:
+        if marks and revisions_dir is None:
+            raise ValueError("word marks need a revisions_dir to save into")
+        self.marks = tuple(sorted(marks))
+        self.revisions_dir = Path(revisions_dir) if revisions_dir is not None else None
+        self.total = total
+        self.saved_marks = set(saved_marks)
+        self._pending: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ counting
+
+    def add(self, words: torch.Tensor) -> None:
+        """Add one micro-batch's per-chunk word counts (kept on the device: no sync per micro-batch)."""
+        batch = words.sum()
+        self._pending = batch if self._pending is None else self._pending + batch
+
+    def _close_step(self, args: TrainingArguments) -> None:
+        if self._pending is None:
+            return
+        step_words = self._pending.to(torch.int64)
+        if args.world_size > 1:
+            torch.distributed.all_reduce(step_words)  # each process saw its own part of the global batch
+        self.total += int(step_words.item())
+        self._pending = None
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._close_step(args)
+        due = [m for m in self.marks if m <= self.total and m not in self.saved_marks]
+        if due and state.is_world_process_zero:
+            for mark in due:
+                self._save_revision(mark, state.global_step, kwargs["model"], kwargs.get("processing_class"))
+        self.saved_marks.update(due)
+
+    def _save_revision(self, mark: int, step: int, model: Any, tokenizer: Any) -> None:
+        assert self.revisions_dir is not None
+        target = self.revisions_dir / revision_name(mark)
+        with atomic_directory(target) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            atomic_write_json(tmp / REVISION_INFO_FILE, {"mark": mark, "words_seen": self.total, "step": step})
+        logger.info("saved %s (%s words seen, step %d)", target, f"{self.total:,}", step)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """A run starting from scratch drops revisions a previous run left in the same folder."""
+        fresh = state.global_step == 0 and self.total == 0
+        if fresh and self.revisions_dir is not None and state.is_world_process_zero:
+            shutil.rmtree(self.revisions_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"total": self.total, "saved_marks": sorted(self.saved_marks)}, "attributes": {}}
+
+    def resumed(self, saved_state: TrainerState | None) -> "WordsSeen":
+        """Continue the count and the saved marks of a checkpoint's state (no-op without one)."""
+        if saved_state is not None:
+            saved = saved_state.stateful_callbacks.get(type(self).__name__, {}).get("args", {})
+            self.total = int(saved.get("total", 0))
+            self.saved_marks = set(saved.get("saved_marks", ()))
+        return self
+
+
+def saved_revisions(run_dir: str | Path) -> list[Path]:
+    """The revision folders of a run, in order of words seen."""
+    root = Path(run_dir) / REVISIONS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        if child.is_dir() and child.name.startswith("chck_") and (child / REVISION_INFO_FILE).is_file():
+            found.append((revision_words(child.name), child))
+    return [path for _, path in sorted(found)]
