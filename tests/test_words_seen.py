@@ -4,6 +4,7 @@ resume), the track's words-seen cap, and the lineage count in provenance.json.""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from babykd.data.dataset import WORDS_KEY, ChunkDataset
 from babykd.data.pipeline import prepare_data
 from babykd.data.tokenizer import train_tokenizer
 from babykd.data.words import count_words, word_starts, word_table
+from babykd.export import ExportError, export_run
 from babykd.rules import RulesError, check_words_budget, checkpoint_marks, revision_name, revision_words
 from babykd.trainer import KDTrainer
 from babykd.training import is_finished, run_training
@@ -95,13 +97,20 @@ def test_words_seen_counts_what_the_optimizer_consumed(tiny_config, monkeypatch)
     print(f"words seen: {provenance['words_seen']:,} (independent tally {sum(RecordingTrainer.consumed):,})")
 
 
-def test_checkpoint_words_saves_each_mark_once_also_when_interrupted_and_resumed(tiny_config) -> None:
-    overrides = ("training.max_steps=12", "data.random_offset=true", marks_override())
-    reference = run_training(tiny_config(LLAMA, "marks-uninterrupted", *overrides))
-    expected = saved_revisions(reference.run_dir)
+MARKED_RUN = ("training.max_steps=12", "data.random_offset=true", marks_override())
+
+
+@pytest.fixture(scope="module")
+def marked_run(tiny_config) -> Path:
+    """An uninterrupted tiny run that saves revisions at word marks."""
+    return run_training(tiny_config(LLAMA, "marks-uninterrupted", *MARKED_RUN)).run_dir
+
+
+def test_checkpoint_words_saves_each_mark_once_also_when_interrupted_and_resumed(tiny_config, marked_run) -> None:
+    expected = saved_revisions(marked_run)
     assert [p.name for p in expected] == ["chck_500", "chck_1K", "chck_1500", "chck_2K"]
 
-    config = tiny_config(LLAMA, "marks-interrupted", *overrides)
+    config = tiny_config(LLAMA, "marks-interrupted", *MARKED_RUN)
     stopped = run_training(config, callbacks=[SignalAtStep(5)])
     assert stopped.preempted and 0 < len(saved_revisions(stopped.run_dir)) < len(expected)
     resumed = run_training(config, resume=True)
@@ -122,7 +131,31 @@ def test_checkpoint_words_saves_each_mark_once_also_when_interrupted_and_resumed
         assert AutoTokenizer.from_pretrained(got).eos_token_id == 2
         assert not any(name.startswith("distillation_modules") for name in (f.name for f in got.iterdir()))
     final = json.loads((resumed.run_dir / "provenance.json").read_text())
-    assert final["words_seen"] == json.loads((reference.run_dir / "provenance.json").read_text())["words_seen"]
+    assert final["words_seen"] == json.loads((marked_run / "provenance.json").read_text())["words_seen"]
+
+
+def test_export_lays_out_a_hub_repository_with_one_branch_per_revision(marked_run, tmp_path) -> None:
+    branches = export_run(marked_run, tmp_path / "repo")
+    assert branches == ["main", "chck_500", "chck_1K", "chck_1500", "chck_2K"]
+    bare = tmp_path / "hub.git"  # stands in for the hub remote: push every branch, clone it back
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path / "repo"), "push", "-q", "--all", str(bare)], check=True)
+    heads = subprocess.run(["git", "ls-remote", "--heads", str(bare)], capture_output=True, text=True, check=True)
+    assert sorted(line.rsplit("/", 1)[-1] for line in heads.stdout.splitlines()) == sorted(branches)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
+    for branch in branches:
+        # transformers ignores `revision=` for a local folder, so check each branch out and load it
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", branch], check=True)
+        source = marked_run if branch == "main" else marked_run / "revisions" / branch
+        model = AutoModelForCausalLM.from_pretrained(clone)
+        want = load_file(str(source / "model.safetensors"))
+        assert all(torch.equal(want[k], v) for k, v in model.state_dict().items() if k in want), branch
+        assert AutoTokenizer.from_pretrained(clone).eos_token_id == 2
+        card = (clone / "README.md").read_text()
+        assert "Words seen:" in card and "Corpus:" in card and ("revision " + branch in card) == (branch != "main")
+    with pytest.raises(ExportError, match="not empty"):
+        export_run(marked_run, tmp_path / "repo")
 
 
 def test_a_fresh_run_in_the_same_folder_drops_the_old_revisions(tiny_config) -> None:

@@ -1,0 +1,153 @@
+"""Lay out a finished run as a model repository for the hub: final model on ``main``, one branch per revision.
+
+    python -m babykd.export RUN_DIR OUT
+
+The BabyLM submission reads intermediate checkpoints as revisions (branches) of
+the model's hub repository, named ``chck_1M`` ... ``chck_100M``; the
+age-of-acquisition evaluation asks for exactly those names. This command turns
+``RUN_DIR`` (its top-level model and its ``revisions/chck_*`` folders) into a
+local git repository in that layout, with a model card on every branch naming
+the corpus, the recipe, the words seen (model and lineage) and the scores if
+the run has been evaluated. ``.gitattributes`` marks weights for git-lfs as the
+hub does (effective where git-lfs is installed).
+
+Pushing needs a network and is left to the user: create the repository on the
+hub, then ``git -C OUT remote add origin https://huggingface.co/USER/NAME`` and
+``git -C OUT push --all origin`` (with git-lfs installed; see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from babykd.provenance import PROVENANCE_FILE
+from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
+
+#: Files of a saved HF model + tokenizer that belong in the repository (not checkpoints, logs, eval).
+MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+#: Run-folder files that are records of the run, not parts of the model.
+RUN_RECORDS = frozenset({PROVENANCE_FILE, REVISION_INFO_FILE, "run_config.yaml"})
+GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported as asked; the message names the path."""
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The model and tokenizer files directly in ``folder``."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES and p.name not in RUN_RECORDS
+    )
+
+
+def _git(repo: Path, *args: str) -> str:
+    identity = ["-c", "user.name=babykd export", "-c", "user.email=babykd@localhost"]
+    configured = subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True, text=True)
+    command = ["git", *(() if configured.returncode == 0 else identity), *args]
+    done = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ExportError(f"{repo}: git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def model_card(run_dir: Path, revision: Path | None = None) -> str:
+    """A hub model card (YAML header + markdown) from the run's records."""
+    provenance = _read_json(run_dir / PROVENANCE_FILE)
+    run_config = yaml.safe_load((run_dir / "run_config.yaml").read_text(encoding="utf-8")) \
+        if (run_dir / "run_config.yaml").is_file() else {}
+    info = _read_json(revision / REVISION_INFO_FILE) if revision is not None else {}
+    name = provenance.get("run", run_dir.name)
+    distillation = run_config.get("distillation") or {}
+    words = info.get("words_seen", provenance.get("words_seen"))
+    lineage = provenance.get("lineage_words_seen")
+    header = {"language": ["en"], "library_name": "transformers", "tags": ["babylm", "babykd", "causal-lm"]}
+    lines = [
+        "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
+        f"# {name}" + (f" — revision {revision.name}" if revision is not None else ""), "",
+        f"- Corpus: `{(run_config.get('data') or {}).get('corpus', 'unknown')}`",
+        f"- Architecture: {(run_config.get('model') or {}).get('name', 'unknown')}, "
+        f"{provenance.get('parameters', 'unknown')} parameters",
+        "- Recipe: " + (
+            f"distilled from {', '.join(Path(t).name for t in distillation.get('teachers', []))} "
+            f"(loss weights {distillation.get('weights')})" if distillation else "pretrained from scratch"
+        ),
+        f"- Words seen: {words:,}" if isinstance(words, int) else "- Words seen: not recorded",
+    ]
+    if revision is not None:
+        lines.append(f"- Checkpoint: first optimizer step at or past {info.get('mark', 0):,} words (step {info.get('step')})")
+    else:
+        lines.append(
+            f"- Words seen by the whole lineage (tokenizer, teachers, this model): {lineage:,}"
+            if isinstance(lineage, int) else "- Words seen by the whole lineage: unknown (a teacher has no record)"
+        )
+    scores = _read_json(run_dir / "eval" / "results.json").get("tasks", {}) if revision is None else {}
+    if scores:
+        lines += ["", "## Scores", "", "| task | score |", "|---|---|"]
+        lines += [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in scores.items()]
+    lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}.", ""]
+    return "\n".join(lines)
+
+
+def _replace_model(repo: Path, source: Path, card: str) -> None:
+    for old in model_files(repo):
+        old.unlink()
+    for file in model_files(source):
+        shutil.copy2(file, repo / file.name)
+    (repo / "README.md").write_text(card, encoding="utf-8")
+    _git(repo, "add", "-A")
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> list[str]:
+    """Create the repository at ``out``; return its branch names (``main`` first)."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / PROVENANCE_FILE).is_file():
+        raise ExportError(f"{run_dir}: not a finished run (no {PROVENANCE_FILE}); train it to the end first")
+    if out.exists() and any(out.iterdir()):
+        raise ExportError(f"{out}: exists and is not empty; choose a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _git(out, "init", "-q", "-b", "main")
+    (out / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
+    _replace_model(out, run_dir, model_card(run_dir))
+    _git(out, "commit", "-q", "-m", f"{run_dir.name}: final model")
+    branches = ["main"]
+    for revision in saved_revisions(run_dir):
+        _git(out, "checkout", "-q", "-b", revision.name, "main")
+        _replace_model(out, revision, model_card(run_dir, revision))
+        _git(out, "commit", "-q", "-m", f"{run_dir.name}: {revision.name}")
+        branches.append(revision.name)
+    _git(out, "checkout", "-q", "main")
+    return branches
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m babykd.export", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run folder (with provenance.json)")
+    parser.add_argument("out", type=Path, help="new folder for the git repository")
+    args = parser.parse_args(argv)
+    try:
+        branches = export_run(args.run_dir, args.out)
+    except ExportError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"{args.out}: branches {', '.join(branches)}")
+    print(f"push: git -C {args.out} remote add origin https://huggingface.co/USER/NAME && "
+          f"git -C {args.out} push --all origin")
+
+
+if __name__ == "__main__":
+    main()
