@@ -170,7 +170,8 @@ PY
 
 # Evaluate the runs named by the leading arguments (run names under $BABYKD_MODELS or model
 # directories; default: every pretraining recipe's run), one per array task or all in order,
-# with `python -m babykd.evaluate RUN DEFAULT_ARGS... OPTIONS...` (later options win).
+# with `python -m $BABYKD_EVAL_MODULE RUN DEFAULT_ARGS... OPTIONS...` (later options win);
+# BABYKD_EVAL_MODULE defaults to babykd.evaluate (the AoA and fine-tuning jobs set their own).
 babykd_evaluate_runs() {
     local defaults=() name dir
     while (($#)) && [[ $1 != --- ]]; do defaults+=("$1"); shift; done
@@ -186,7 +187,7 @@ babykd_evaluate_runs() {
         [[ -d $dir ]] || dir=$BABYKD_MODELS/$name
         [[ -f $dir/config.json ]] || babykd_die "no trained model at $dir (train '$name' first)"
         babykd_log "evaluating $dir"
-        BABYKD_LAUNCHER=python babykd_launch -m babykd.evaluate "$dir" "${defaults[@]}" "${options[@]}"
+        BABYKD_LAUNCHER=python babykd_launch -m "${BABYKD_EVAL_MODULE:-babykd.evaluate}" "$dir" "${defaults[@]}" "${options[@]}"
     done
 }
 

@@ -1,0 +1,46 @@
+"""Results of the non-zero-shot families (AoA, GLUE fine-tuning) into the model's ``eval/results.json``.
+
+Why a helper: both families write the same kind of record as `babykd.evaluate`
+(model path, provenance, task entries with ``score``/``stderr``) through
+`report.write_results`, so their entries merge with the zero-shot ones of the
+same model and show up in the same tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from babykd.evaluation.report import write_results
+from babykd.provenance import provenance
+
+
+def learned_position_limit(config: Any) -> int | None:
+    """The position table size of a model with learned absolute positions (GPT-2's `n_positions`), else None.
+
+    Such a model fails on longer inputs (the official per-item code then
+    records NaN or crashes); rotary models (Llama) run past their nominal
+    length, so the official code scores them there and so do we.
+    """
+    limit = getattr(config, "n_positions", None)
+    return int(limit) if limit is not None else None
+
+
+def model_label(model_dir: Path) -> str:
+    """The model name results files use: the resolved path of a local checkpoint (as `babykd.evaluate`)."""
+    return str(Path(model_dir).resolve())
+
+
+def save_family_results(
+    model_dir: Path, output: Path | None, tasks: dict[str, dict[str, Any]], wall_time_s: float, device: torch.device
+) -> dict[str, Any]:
+    """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written."""
+    record = {
+        "model": model_label(model_dir),
+        "wall_time_s": round(wall_time_s, 3),
+        "tasks": tasks,
+        **provenance(torch_device=str(device)),
+    }
+    return write_results(output or Path(model_dir) / "eval" / "results.json", record)
