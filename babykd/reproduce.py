@@ -1,20 +1,26 @@
 """Reproduce the results table: teachers -> baselines -> distilled students -> evaluation -> RESULTS.md.
 
-`python -m babykd.reproduce [CORPUS] --budget tiny|fast|full --seeds N` (or
+`python -m babykd.reproduce [CORPUS] --budget tiny|lease|fast|full --seeds N` (or
 `scripts/reproduce.sh`). Every stage is skipped when its output exists, so a
 rerun after a crash or a lost lease continues where it stopped. A budget
-(`config/reproduce/<budget>.yaml`) scales the published recipes; every
-deviation it makes is printed in the header of the table.
+(`config/reproduce/<budget>.yaml`) scales the published recipes and may run a
+subset of them (`plan:`); every deviation it makes is printed in the header of
+the table. `--smoke` runs a budget's plan with the tiny budget's models, steps
+and evaluation: the CPU check CI runs for budgets too big for a CPU.
 
 Teachers are trained once (seed 0); baselines and students once per seed, as
 `<name>-seed<k>`. A student's teachers are the seed-0 runs of the models its
-recipe names.
+recipe names. Outputs beside RESULTS.md: the figure (`.png`) and the table as
+CSV (`.csv`), no weights, so a GPU lease can bring the whole report back.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
+import json
 import logging
 import math
 import statistics
@@ -27,8 +33,8 @@ from typing import Any, Sequence
 import yaml
 
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_bytes, atomic_write_text
-from babykd.config import RunConfig, dataclass_from_mapping, load_run_config, read_yaml
+from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_run_config, read_yaml
 from babykd.provenance import file_sha256, provenance
 
 logger = logging.getLogger(__name__)
@@ -44,12 +50,20 @@ STUDENTS = (
     "AuxDSKD-Llama-58M-strict",
 )
 EVAL_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
+#: The student's plain cross-entropy on the dev split (`eval_loss` in provenance): comparable across objectives.
+DEV_CE = "dev CE"
+ROLES = ("teacher", "baseline", "student")
+BUDGETS_DIR = REPO_ROOT / "config" / "reproduce"
+#: Per-stage wall times, kept next to the runs (merged across reruns).
+STAGE_TIMES = "stage_times.json"
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "substitute_10M.zip"
 #: Comparisons the generated paragraph reports: (label, model A, model B).
 COMPARISONS = (
     ("working hidden-state term vs as-published", "PalenkaLlama1-58M-strict-L0.1-H0.5",
      "PalenkaLlama1-58M-strict-L0.1-H0.5-as-published"),
     ("BabyLlama KD vs the same 58M model without teachers", "BabyLlama1-58M-strict", "Llama-58M-strict"),
+    ("contrastive KD vs logit KD", "ContrastiveLlama-58M-strict", "BabyLlama1-58M-strict"),
+    ("auxiliary classifiers vs logit KD", "AuxDSKD-Llama-58M-strict", "BabyLlama1-58M-strict"),
 )
 
 
@@ -59,20 +73,67 @@ class EvaluationBudget:
 
 
 @dataclass
+class PlanBudget:
+    """Which recipes a budget trains (default: all of them)."""
+
+    teachers: list[str] = field(default_factory=lambda: list(TEACHERS))
+    baselines: list[str] = field(default_factory=lambda: list(BASELINES))
+    students: list[str] = field(default_factory=lambda: list(STUDENTS))
+
+
+@dataclass
 class Budget:
-    """How a budget scales the published recipes (config/reproduce/<name>.yaml)."""
+    """How a budget scales the published recipes (config/reproduce/<name>.yaml).
+
+    Overrides apply in this order: `overrides` (every run), `role_overrides[role]`,
+    the architecture swap of `models`, then `distillation_overrides` (students).
+    """
 
     description: str
     seeds: int = 3
+    plan: PlanBudget = field(default_factory=PlanBudget)
     overrides: list[str] = field(default_factory=list)
+    role_overrides: dict[str, list[str]] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     distillation_overrides: list[str] = field(default_factory=list)
     evaluation: EvaluationBudget = field(default_factory=EvaluationBudget)
 
+    def validate(self, where: str) -> None:
+        for role in self.role_overrides:
+            if role not in ROLES:
+                raise ConfigError(f"{where}: role_overrides.{role}: not a role (choose from {', '.join(ROLES)})")
+        for role, names in (("teacher", self.plan.teachers), ("baseline", self.plan.baselines),
+                            ("student", self.plan.students)):
+            for name in names:
+                if not Stage(name, role, 0).config_path.is_file():
+                    raise ConfigError(f"{where}: plan: {role} recipe {name!r} not found at {Stage(name, role, 0).config_path}")
+        for name, path in self.models.items():
+            if not (REPO_ROOT / path).is_file():
+                raise ConfigError(f"{where}: models.{name}: {path} not found")
+
+    def shrunk(self, tiny: "Budget") -> "Budget":
+        """This budget's plan and role structure with `tiny`'s data, models, steps and evaluation (the CPU smoke).
+
+        `tiny`'s overrides go after this budget's role overrides, so they win; this budget's own
+        every-run overrides (its data and batch sizes) are dropped.
+        """
+        return dataclasses.replace(
+            self, description=f"{self.description} — smoke: {tiny.description}", overrides=[],
+            role_overrides={role: [*self.role_overrides.get(role, []), *tiny.overrides] for role in ROLES},
+            models=tiny.models, distillation_overrides=[*self.distillation_overrides, *tiny.distillation_overrides],
+            evaluation=tiny.evaluation,
+        )
+
+
+def budget_names() -> list[str]:
+    return sorted(path.stem for path in BUDGETS_DIR.glob("*.yaml"))
+
 
 def load_budget(name: str) -> Budget:
-    path = REPO_ROOT / "config" / "reproduce" / f"{name}.yaml"
-    return dataclass_from_mapping(Budget, read_yaml(path), str(path))
+    path = BUDGETS_DIR / f"{name}.yaml"
+    budget = dataclass_from_mapping(Budget, read_yaml(path), str(path))
+    budget.validate(str(path))
+    return budget
 
 
 @dataclass(frozen=True)
@@ -93,11 +154,12 @@ class Stage:
         return REPO_ROOT / "config" / "runs" / folder / f"{self.recipe}.yaml"
 
 
-def plan(seeds: int) -> list[Stage]:
+def plan(seeds: int, recipes: PlanBudget | None = None) -> list[Stage]:
     """Teachers, then baselines, then students, in dependency order."""
-    stages = [Stage(name, "teacher", 0) for name in TEACHERS]
-    stages += [Stage(name, "baseline", s) for s in range(seeds) for name in BASELINES]
-    stages += [Stage(name, "student", s) for s in range(seeds) for name in STUDENTS]
+    recipes = recipes or PlanBudget()
+    stages = [Stage(name, "teacher", 0) for name in recipes.teachers]
+    stages += [Stage(name, "baseline", s) for s in range(seeds) for name in recipes.baselines]
+    stages += [Stage(name, "student", s) for s in range(seeds) for name in recipes.students]
     return stages
 
 
@@ -112,7 +174,7 @@ def _absolute(override: str) -> str:
 def stage_config(stage: Stage, budget: Budget, corpus: Path, out_root: Path) -> RunConfig:
     """The run config of a stage under a budget: recipe + budget overrides + corpus/output/teachers."""
     recipe = load_run_config(stage.config_path)
-    overrides = [_absolute(o) for o in budget.overrides]
+    overrides = [_absolute(o) for o in [*budget.overrides, *budget.role_overrides.get(stage.role, [])]]
     if recipe.model.name in budget.models:
         overrides.append(f"model={REPO_ROOT / budget.models[recipe.model.name]}")
     overrides += [
@@ -130,9 +192,22 @@ def teacher_run_name(recipe: str) -> str:
     return recipe if recipe in TEACHERS else f"{recipe}-seed0"
 
 
+class StageClock:
+    """Wall time of each stage (training includes the data preparation the first run does), saved as it goes."""
+
+    def __init__(self, out_root: Path) -> None:
+        self.path = out_root / STAGE_TIMES
+        self.times: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def record(self, key: str, seconds: float) -> None:
+        self.times[key] = round(seconds, 1)
+        atomic_write_json(self.path, self.times)
+
+
 def run_stages(stages: Sequence[Stage], budget: Budget, corpus: Path, out_root: Path) -> None:
     from babykd.training import is_finished, run_training
 
+    clock = StageClock(out_root)
     for index, stage in enumerate(stages, 1):
         config = stage_config(stage, budget, corpus, out_root)
         prefix = f"[{index}/{len(stages)}] {stage.role} {stage.run_name}"
@@ -144,28 +219,39 @@ def run_stages(stages: Sequence[Stage], budget: Budget, corpus: Path, out_root: 
         result = run_training(config, resume=True)
         if result.preempted:
             sys.exit(f"{prefix}: stopped by a signal; rerun the same command to continue")
+        clock.record(f"train {stage.run_name}", time.perf_counter() - started)
         print(f"{prefix}: finished in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def evaluate_runs(run_dirs: Sequence[Path], budget: Budget, eval_data: Path | None) -> None:
+def evaluate_runs(run_dirs: Sequence[Path], budget: Budget, eval_data: Path | None, out_root: Path) -> None:
     """Score every finished run on the three tasks unless its results file already has them."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from babykd.evaluation import evaluate_model
     from babykd.evaluation.report import read_results, write_results
 
+    clock = StageClock(out_root)
+    device = "cuda" if _cuda() else "cpu"
     for run_dir in run_dirs:
         results_path = run_dir / "eval" / "results.json"
         if results_path.exists() and set(EVAL_TASKS) <= set(read_results(results_path)["tasks"]):
             continue
         print(f"evaluating {run_dir.name}", flush=True)
-        model = AutoModelForCausalLM.from_pretrained(run_dir)
+        started = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(run_dir).to(device)
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
         results = evaluate_model(
             model, tokenizer, EVAL_TASKS, eval_data,
-            max_items_per_subtask=budget.evaluation.max_items_per_subtask, model_name=str(run_dir),
+            max_items_per_subtask=budget.evaluation.max_items_per_subtask, model_name=str(run_dir), progress=False,
         )
         write_results(results_path, results)
+        clock.record(f"evaluate {run_dir.name}", time.perf_counter() - started)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------- the table
@@ -173,22 +259,28 @@ def evaluate_runs(run_dirs: Sequence[Path], budget: Budget, eval_data: Path | No
 
 @dataclass
 class ModelRow:
-    """Aggregated results of one model over its seeds."""
+    """Aggregated results of one model over its seeds (`scores[key][i]` belongs to `seeds[i]`)."""
 
     label: str
     role: str
     parameters: int
     train_tokens: int
     wall_time_s: float
-    scores: dict[str, list[float]]  # task -> per-seed scores
+    scores: dict[str, list[float]]  # task or DEV_CE -> per-seed values (nan: not recorded)
     item_stderr: dict[str, float | None]  # task -> stderr of the first seed's run
+    seeds: list[int] = field(default_factory=list)
+    words_seen: int | None = None  # provenance `words_seen` of the first seed's run
+    lineage_words_seen: int | None = None  # provenance `lineage_words_seen` (teachers' words included)
 
-    def mean(self, task: str) -> float:
-        return statistics.fmean(self.scores[task])
+    def mean(self, key: str) -> float:
+        return statistics.fmean(self.scores[key])
 
-    def sd(self, task: str) -> float:
-        values = self.scores[task]
+    def sd(self, key: str) -> float:
+        values = self.scores[key]
         return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+    def by_seed(self, key: str) -> dict[int, float]:
+        return dict(zip(self.seeds, self.scores[key]))
 
 
 def _tokens_seen(run_dir: Path, steps: int) -> int:
@@ -196,9 +288,11 @@ def _tokens_seen(run_dir: Path, steps: int) -> int:
     return steps * int(config["training"]["batch_size"]) * int(config["data"]["seq_length"])
 
 
-def collect_rows(stages: Sequence[Stage], out_root: Path) -> list[ModelRow]:
-    import json
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) else None
 
+
+def collect_rows(stages: Sequence[Stage], out_root: Path) -> list[ModelRow]:
     from babykd.evaluation.report import read_results
 
     rows: dict[str, ModelRow] = {}
@@ -211,52 +305,110 @@ def collect_rows(stages: Sequence[Stage], out_root: Path) -> list[ModelRow]:
         tasks = read_results(results_path)["tasks"]
         row = rows.setdefault(stage.recipe, ModelRow(
             stage.recipe, stage.role, prov["parameters"], _tokens_seen(run_dir, prov["global_steps"]),
-            0.0, {t: [] for t in EVAL_TASKS}, {t: tasks[t]["stderr"] for t in EVAL_TASKS},
+            0.0, {key: [] for key in (*EVAL_TASKS, DEV_CE)}, {t: tasks[t]["stderr"] for t in EVAL_TASKS},
+            words_seen=_optional_int(prov.get("words_seen")),
+            lineage_words_seen=_optional_int(prov.get("lineage_words_seen")),
         ))
         row.wall_time_s += prov["wall_time_s"]
+        row.seeds.append(stage.seed)
         for task in EVAL_TASKS:
             row.scores[task].append(tasks[task]["score"])
+        row.scores[DEV_CE].append(float((prov.get("final_metrics") or {}).get("eval_loss", math.nan)))
     for row in rows.values():
-        row.wall_time_s /= len(row.scores[EVAL_TASKS[0]])
+        row.wall_time_s /= len(row.seeds)
     return list(rows.values())
 
 
 def _cell(row: ModelRow, task: str) -> str:
+    if any(math.isnan(v) for v in row.scores[task]):
+        return "n/a"
     sd = row.sd(task)
     spread = "" if math.isnan(sd) else f" ± {sd:.3f}"
-    item = row.item_stderr[task]
+    item = row.item_stderr.get(task)
     return f"{row.mean(task):.3f}{spread} ({item:.4f})" if item is not None else f"{row.mean(task):.3f}{spread}"
 
 
+def _words(row: ModelRow) -> str:
+    def show(value: int | None) -> str:
+        return "n/a" if value is None else f"{value:,}"
+
+    return f"{show(row.words_seen)} / {show(row.lineage_words_seen)}"
+
+
 def markdown(rows: Sequence[ModelRow]) -> str:
-    head = "| model | role | parameters | training tokens | wall time (s) | " + " | ".join(EVAL_TASKS) + " | seeds |"
+    head = ("| model | role | parameters | training tokens | words seen (model / lineage) | wall time (s) | "
+            + " | ".join((DEV_CE, *EVAL_TASKS)) + " | seeds |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in rows:
-        cells = " | ".join(_cell(row, t) for t in EVAL_TASKS)
+        cells = " | ".join(_cell(row, t) for t in (DEV_CE, *EVAL_TASKS))
         lines.append(
-            f"| {row.label} | {row.role} | {row.parameters:,} | {row.train_tokens:,} | {row.wall_time_s:.0f} | "
-            f"{cells} | {len(row.scores[EVAL_TASKS[0]])} |"
+            f"| {row.label} | {row.role} | {row.parameters:,} | {row.train_tokens:,} | {_words(row)} | "
+            f"{row.wall_time_s:.0f} | {cells} | {len(row.seeds)} |"
         )
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A − B per seed both have: mean, sd, the seeds, and how many favour A (higher score / lower CE)."""
+
+    mean: float
+    sd: float
+    n: int
+    favour_a: int
+
+    @property
+    def exceeds_noise(self) -> bool:
+        """|mean Δ| above twice its standard error over seeds (a paired t above 2); needs 2 seeds or more."""
+        if self.n < 2:
+            return False
+        return abs(self.mean) > 2 * self.sd / math.sqrt(self.n) if self.sd > 0 else self.mean != 0
+
+
+def paired(a: ModelRow, b: ModelRow, key: str) -> Paired | None:
+    first, second = a.by_seed(key), b.by_seed(key)
+    diffs = [first[s] - second[s] for s in first if s in second and not math.isnan(first[s] - second[s])]
+    if not diffs:
+        return None
+    better = (lambda d: d < 0) if key == DEV_CE else (lambda d: d > 0)
+    return Paired(statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else math.nan, len(diffs),
+                  sum(1 for d in diffs if better(d)))
+
+
+def _describe(key: str, result: Paired) -> str:
+    scale, unit = (1.0, "nats") if key == DEV_CE else (100.0, "points")
+    spread = "" if math.isnan(result.sd) else f", sd {result.sd * scale:.2f}"
+    verdict = "exceeds seed noise" if result.exceeds_noise else "within seed noise"
+    return (f"{key} {result.mean * scale:+.2f} {unit} ({result.n} paired seeds{spread}; "
+            f"{result.favour_a}/{result.n} seeds favour it; {verdict})")
+
+
 def findings(rows: Sequence[ModelRow]) -> str:
-    """A paragraph generated from the numbers: which differences exceed the seed-to-seed spread."""
+    """A paragraph generated from the numbers: which differences exceed the seed-to-seed noise."""
     by_label = {row.label: row for row in rows}
     sentences = []
-    rule = "a difference counts as real when |Δ| exceeds √(sd_a² + sd_b²) over seeds"
+    rule = ("differences are paired by seed (A − B on the same seed); one counts as real when |mean Δ| exceeds "
+            "twice its standard error over seeds (sd(Δ)/√n). Lower dev CE is better")
     for label, a, b in COMPARISONS:
         if a not in by_label or b not in by_label:
             continue
-        parts = []
-        for task in EVAL_TASKS:
-            delta = by_label[a].mean(task) - by_label[b].mean(task)
-            spread = math.hypot(by_label[a].sd(task), by_label[b].sd(task))
-            verdict = "exceeds" if not math.isnan(spread) and abs(delta) > spread else "within"
-            parts.append(f"{task} {delta * 100:+.1f} ± {spread * 100:.1f} points ({verdict} seed spread)")
-        sentences.append(f"{label}: " + "; ".join(parts) + ".")
+        parts = [_describe(key, result) for key in (DEV_CE, *EVAL_TASKS)
+                 if (result := paired(by_label[a], by_label[b], key)) is not None]
+        if parts:
+            sentences.append(f"{label}: " + "; ".join(parts) + ".")
     teachers = [row for row in rows if row.role == "teacher"]
+    baselines = [row for row in rows if row.role == "baseline"]
     students = [row for row in rows if row.role == "student"]
+    for teacher in teachers:
+        for baseline in baselines:
+            if any(math.isnan(v) for v in (*teacher.scores[DEV_CE], *baseline.scores[DEV_CE])):
+                continue
+            margin = baseline.mean(DEV_CE) - teacher.mean(DEV_CE)
+            sd = baseline.sd(DEV_CE)
+            sentences.append(
+                f"Teacher {teacher.label} reached dev CE {teacher.mean(DEV_CE):.3f} against {baseline.label} "
+                f"(no teachers) {baseline.mean(DEV_CE):.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
+                + f": {'lower' if margin > 0 else 'not lower'} by {abs(margin):.3f} nats.")
     for task in EVAL_TASKS if teachers and students else ():
         best = max(students, key=lambda r: r.mean(task))
         spread = best.sd(task)
@@ -271,25 +423,62 @@ def findings(rows: Sequence[ModelRow]) -> str:
     return f"Rule: {rule}.\n\n" + "\n".join(f"- {s}" for s in sentences)
 
 
+def stage_times_table(out_root: Path) -> str:
+    """Wall time per stage, training grouped by recipe (seeds summed); the first run includes data preparation."""
+    path = out_root / STAGE_TIMES
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    groups: dict[str, list[float]] = {}
+    for key, seconds in times.items():
+        verb, _, run = key.partition(" ")
+        name = run.rsplit("-seed", 1)[0] if verb == "train" else "every model"
+        groups.setdefault(f"{verb} {name}", []).append(seconds)
+    lines = ["| stage | runs | wall time (s) |", "|---|---:|---:|"]
+    lines += [f"| {name} | {len(values)} | {sum(values):.0f} |" for name, values in groups.items()]
+    lines.append(f"| all stages | {sum(len(v) for v in groups.values())} | {sum(map(sum, groups.values())):.0f} |")
+    return "\n".join(lines)
+
+
+def csv_table(rows: Sequence[ModelRow]) -> str:
+    """One line per run (model × seed): the figures behind the table, for plotting or statistics elsewhere."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "role", "seed", "parameters", "train_tokens", "words_seen", "lineage_words_seen",
+                     "dev_ce", *EVAL_TASKS])
+    for row in rows:
+        for index, seed in enumerate(row.seeds):
+            values = [row.scores[key][index] for key in (DEV_CE, *EVAL_TASKS)]
+            writer.writerow([row.label, row.role, seed, row.parameters, row.train_tokens,
+                             "" if row.words_seen is None else row.words_seen,
+                             "" if row.lineage_words_seen is None else row.lineage_words_seen,
+                             *("" if math.isnan(v) else f"{v:.6g}" for v in values)])
+    return buffer.getvalue()
+
+
 def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path,
-                 out_root: Path, results_path: Path) -> None:
+                 out_root: Path, results_path: Path, wall_s: float) -> None:
+    """RESULTS.md with its figure (.png) and table (.csv) beside it."""
     from babykd.evaluation.report import plot_results
 
-    figure = results_path.with_suffix(".png")
+    figure, table = results_path.with_suffix(".png"), results_path.with_suffix(".csv")
     records = [{"model": r.label, "tasks": {t: {"score": r.mean(t), "stderr": None if math.isnan(r.sd(t)) else r.sd(t)}
                                             for t in EVAL_TASKS}} for r in rows]
     atomic_write_bytes(figure, plot_results(records))
+    atomic_write_text(table, csv_table(rows))
     prov = provenance(corpus=str(corpus), corpus_sha256=file_sha256(corpus))
+    role_overrides = "; ".join(f"{role}: `{' '.join(values)}`" for role, values in budget.role_overrides.items() if values)
     text = "\n".join([
         f"# Results — budget `{budget_name}`",
         "",
         f"Budget: {budget.description}. Overrides applied to every run: "
-        f"`{' '.join(budget.overrides) or 'none'}`; architectures replaced: "
+        f"`{' '.join(budget.overrides) or 'none'}`; per role: {role_overrides or 'none'}; architectures replaced: "
         f"{', '.join(f'{k}→{v}' for k, v in budget.models.items()) or 'none'}; "
+        f"distillation overrides: `{' '.join(budget.distillation_overrides) or 'none'}`; "
         f"evaluation items per subtask: {budget.evaluation.max_items_per_subtask or 'all'}.",
         "",
-        "Scores: mean ± sd over seeds (item-level stderr of the first seed's run in parentheses). "
-        "Teachers are trained once. Wall time is training only, mean per seed.",
+        f"Scores: mean ± sd over seeds (item-level stderr of the first seed's run in parentheses); {DEV_CE}: the "
+        "student's plain cross-entropy on the dev split (nats per token). Teachers are trained once. Wall time "
+        "is training only, mean per seed. Words seen: the provenance's `words_seen` / `lineage_words_seen` "
+        f"(n/a where a run did not record them). Per-run figures: `{table.name}`.",
         "",
         markdown(rows),
         "",
@@ -298,6 +487,12 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
         "## Findings",
         "",
         findings(rows),
+        "",
+        "## Wall time per stage",
+        "",
+        stage_times_table(out_root),
+        "",
+        f"This command ran {wall_s:.0f} s end to end (stages already finished by an earlier run are not in it).",
         "",
         "## Provenance",
         "",
@@ -312,8 +507,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS,
                         help=f"BabyLM directory or zip (default {DEFAULT_CORPUS})")
-    parser.add_argument("--budget", default="fast", choices=["tiny", "fast", "full"])
+    parser.add_argument("--budget", default="fast", choices=budget_names())
     parser.add_argument("--seeds", type=int, help="seeds per baseline/student (default: the budget's)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the budget's plan at the tiny budget's models, steps and evaluation (a CPU check)")
     parser.add_argument("--out", type=Path, help="where runs go (default models/reproduce-<budget>)")
     parser.add_argument("--results", type=Path, help="RESULTS.md path (default <out>/RESULTS.md)")
     parser.add_argument("--eval-data", type=Path, help="evaluation data dir (default ../shared/evaluation_data)")
@@ -323,18 +520,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.corpus.exists():
         sys.exit(f"corpus not found: {args.corpus} (give a BabyLM directory or zip)")
     budget = load_budget(args.budget)
+    if args.smoke:
+        budget = budget.shrunk(load_budget("tiny"))
     seeds = args.seeds or budget.seeds
     if seeds < 1:
         sys.exit("--seeds must be at least 1")
-    out_root = (args.out or REPO_ROOT / "models" / f"reproduce-{args.budget}").resolve()
-    stages = plan(seeds)
+    name = f"{args.budget}-smoke" if args.smoke else args.budget
+    out_root = (args.out or REPO_ROOT / "models" / f"reproduce-{name}").resolve()
+    stages = plan(seeds, budget.plan)
     started = time.perf_counter()
     run_stages(stages, budget, args.corpus.resolve(), out_root)
-    evaluate_runs([out_root / s.run_name for s in stages], budget, args.eval_data)
+    evaluate_runs([out_root / s.run_name for s in stages], budget, args.eval_data, out_root)
     results_path = args.results or out_root / "RESULTS.md"
-    write_report(collect_rows(stages, out_root), args.budget, budget, args.corpus.resolve(), out_root, results_path)
+    write_report(collect_rows(stages, out_root), name, budget, args.corpus.resolve(), out_root, results_path,
+                 time.perf_counter() - started)
     print(results_path.read_text())
-    print(f"reproduction ({args.budget}, {seeds} seeds) done in {time.perf_counter() - started:.0f} s: {results_path}")
+    print(f"reproduction ({name}, {seeds} seeds) done in {time.perf_counter() - started:.0f} s: {results_path}")
 
 
 if __name__ == "__main__":

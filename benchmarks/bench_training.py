@@ -519,7 +519,9 @@ class Context:
     memory: PeakMemory
 
 
-def run_training_scenario(name: str, ctx: Context) -> list[dict[str, Any]]:
+def run_training_scenario(name: str, ctx: Context) -> Iterator[dict[str, Any]]:
+    """One record per mode as soon as it is measured (a later mode that hangs or is killed cannot take the
+    earlier modes' figures with it), then the comparisons."""
     scenario = TRAINING_SCENARIOS[name]
     options = ctx.options
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -539,7 +541,7 @@ def run_training_scenario(name: str, ctx: Context) -> list[dict[str, Any]]:
             try:
                 measured = run_mode(mode, config, proto, dataset, Path(tmp) / mode, ctx)
             except Exception as error:  # noqa: BLE001 - one failing mode must not hide the others' figures
-                records.append({**common, "mode": mode, "error": f"{type(error).__name__}: {error}"})
+                yield {**common, "mode": mode, "error": f"{type(error).__name__}: {error}"}
                 continue
             seconds = measured.pop("seconds")
             tokens_per_s = options.steps * batch * seq / seconds if seconds else None
@@ -548,7 +550,8 @@ def run_training_scenario(name: str, ctx: Context) -> list[dict[str, Any]]:
                  **throughput(tokens_per_s, student_flops if "cache" in mode.split("+") else flops_per_token, ctx),
                  "step_time_ms": round(1000 * seconds / options.steps, 2) if seconds else None, **measured}
             )
-    return records + comparisons(name, records, ctx)
+            yield records[-1]
+    yield from comparisons(name, records, ctx)
 
 
 def run_mode(
@@ -821,11 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"env": env}, default=str), flush=True)
     for scenario in options.scenarios:
         runner = run_training_scenario if scenario in TRAINING_SCENARIOS else run_loss_scenario
-        records = runner(scenario, ctx)
-        for record in records:
+        for record in runner(scenario, ctx):
             print(json.dumps(record, default=str), flush=True)
-        if not options.no_results:
-            append_results(options.results, [{**record, "env": env} for record in records])
+            if not options.no_results:
+                append_results(options.results, [{**record, "env": env}])
     return 0
 
 

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""The GPU lease kit: one prepared command that checks the GPU path and measures every speed figure.
+
+A GPU comes as a short lease (15 minutes in all, start-up included, at most 10
+minutes per command, only the working tree travels, at most 8 files come
+back). So everything the lease needs is prepared and smoke-tested here:
+
+    python benchmarks/gpu_lease.py pack [DIR]    # here, before the lease: data into DIR (default lease-pack/)
+    python3 benchmarks/gpu_lease.py run OUT_DIR  # on the GPU machine (benchmarks/gpu_lease.sh does this)
+    python3 benchmarks/gpu_lease.py reproduce OUT_DIR [--seeds 3]   # issue 14's lease-sized reproduction
+
+`run` executes stages one after another, each in its own process with its own
+time limit, so a failure or a hang in one never loses the others' figures:
+
+1. correctness: ``pytest -m gpu tests/test_gpu.py`` (bf16 steps vs fp32 CPU,
+   bit-exact resume, evaluator and teacher-cache agreement);
+2. training speed: ``bench_training.py`` per scenario (babyllama, dskd,
+   pretrain-gpt2-705m at the published shapes; reference, ours, best levers);
+3. evaluation speed: ``bench_evaluation.py`` (all BLiMP/supplement/EWoK
+   sentences, fp32 and bf16).
+
+Every record a stage prints, and a start and an end line per stage, is
+appended to ``OUT_DIR/results.jsonl`` as it arrives; ``OUT_DIR/summary.md``
+is written last from those lines only. A figure with no record behind it is
+shown as "not measured" with the reason, and in a lease run a record measured
+on a CPU is refused. ``--smoke`` runs the same stages at tiny shapes on the
+CPU (what ``tests/test_gpu_lease.py`` runs, so the kit cannot rot).
+
+Only what the GPU machine has is used: its python3 (torch, transformers,
+tokenizers, accelerate, pytest, numpy, yaml, tqdm, matplotlib; no minicons,
+datasets or nbclient), the project imported from the working tree through
+``PYTHONPATH``, and the data from the pack folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lease_summary import write_summary  # beside this file (the script's folder is on sys.path)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PACK = REPO_ROOT / "lease-pack"
+DEFAULT_SHARED = Path(os.environ.get("BABYKD_SHARED", REPO_ROOT.parent / "shared"))
+#: What the pack holds, relative to the shared folder (the evaluation folder travels zipped).
+CORPUS = Path("corpus") / "substitute_10M.zip"
+EVAL_FOLDER = "evaluation_data"
+EVAL_2025_ZIP = "evaluation_data_2025.zip"
+PACK_LIMIT_BYTES = 40 * 2**20
+RESULTS, SUMMARY, LOG, JUNIT = "results.jsonl", "summary.md", "lease.log", "correctness.xml"
+TRAINING_SCENARIOS = ("babyllama", "dskd", "pretrain-gpt2-705m")
+#: Lease modes per training scenario: the two sides of the comparison and the best lever combination.
+LEASE_MODES = "reference,ours,ours+nosync+compile"
+#: The correctness tests the CPU smoke runs (cheap ones: no teachers to pretrain).
+SMOKE_CORRECTNESS = "pretraining_step"
+
+
+# ----------------------------------------------------------------------------- the pack
+
+
+def pack(dest: Path, shared: Path = DEFAULT_SHARED) -> dict[str, Any]:
+    """Copy the kit's data from `shared` into `dest`; the manifest says what and how big."""
+    missing = [p for p in (shared / CORPUS, shared / EVAL_FOLDER) if not p.exists()]
+    if missing:
+        raise SystemExit(f"--pack: not found: {', '.join(map(str, missing))} (set BABYKD_SHARED)")
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / CORPUS.parent).mkdir(parents=True)
+    shutil.copyfile(shared / CORPUS, staging / CORPUS)
+    with zipfile.ZipFile(staging / f"{EVAL_FOLDER}.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for file in sorted((shared / EVAL_FOLDER).rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(shared).as_posix())
+    if (shared / EVAL_2025_ZIP).is_file():
+        shutil.copyfile(shared / EVAL_2025_ZIP, staging / EVAL_2025_ZIP)
+    files = {p.relative_to(staging).as_posix(): p.stat().st_size for p in sorted(staging.rglob("*")) if p.is_file()}
+    manifest = {"source": str(shared), "files": files, "bytes": sum(files.values())}
+    if manifest["bytes"] >= PACK_LIMIT_BYTES:
+        shutil.rmtree(staging)
+        raise SystemExit(f"--pack: {manifest['bytes'] / 2**20:.1f} MiB exceeds the {PACK_LIMIT_BYTES >> 20} MiB limit")
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+    return manifest
+
+
+def unpack(pack_dir: Path, into: Path) -> Path:
+    """A folder laid out like ../shared from a pack (the corpus and 2025 zips linked, evaluation data unzipped)."""
+    if not (pack_dir / "manifest.json").is_file():
+        raise SystemExit(f"no pack at {pack_dir}: run `benchmarks/gpu_lease.sh --pack` here first and carry it")
+    (into / CORPUS.parent).mkdir(parents=True, exist_ok=True)
+    for name in (CORPUS, Path(EVAL_2025_ZIP)):
+        if (pack_dir / name).is_file() and not (into / name).exists():
+            (into / name).symlink_to((pack_dir / name).resolve())
+    with zipfile.ZipFile(pack_dir / f"{EVAL_FOLDER}.zip") as archive:
+        archive.extractall(into)
+    return into
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the kit: a command, its time limit, and how its output becomes records."""
+
+    name: str
+    limit_s: int
+    command: list[str]
+    parse: Callable[[str, Path], list[dict[str, Any]]]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def json_lines(stdout: str, out: Path) -> list[dict[str, Any]]:
+    """The benchmarks print one JSON object per line on stdout (anything else there is ignored)."""
+    records = []
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def junit_records(stdout: str, out: Path) -> list[dict[str, Any]]:
+    """One record per test from pytest's JUnit XML: outcome, seconds and the first line of any message.
+
+    pytest writes the XML when it ends; a run killed at its time limit leaves none, and then the
+    outcomes come from the verbose progress lines (`tests/test_gpu.py::name PASSED`) printed so far.
+    """
+    path = out / JUNIT
+    if not path.is_file():
+        return progress_records(stdout)
+    records = []
+    for case in ElementTree.parse(path).iter("testcase"):
+        outcome, message = "passed", ""
+        for kind in ("failure", "error", "skipped"):
+            element = case.find(kind)
+            if element is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[kind]
+                message = (element.get("message") or "").splitlines()[0][:300] if element.get("message") else ""
+                break
+        records.append({"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time") or 0),
+                        "message": message})
+    return records
+
+
+def progress_records(stdout: str) -> list[dict[str, Any]]:
+    records = []
+    for line in stdout.splitlines():
+        test, _, rest = line.partition(" ")
+        outcome = rest.split(" ", 1)[0].lower()
+        if "::" in test and outcome in {"passed", "failed", "error", "skipped"}:
+            records.append({"test": test.split("::", 1)[1], "outcome": outcome, "seconds": None,
+                            "message": "from the progress line (pytest was stopped before its report)"})
+    return records
+
+
+def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_results: Path) -> list[Stage]:
+    """The kit's stages: the lease's limits and shapes, or the CPU smoke's."""
+    correctness = [python, "-m", "pytest", "-m", "gpu", str(REPO_ROOT / "tests" / "test_gpu.py"), "-v", "-rA",
+                   "-p", "no:cacheprovider", f"--junitxml={out / JUNIT}"]
+    bench = [python, str(REPO_ROOT / "benchmarks" / "bench_training.py"), "--no-results"]
+    evaluation = [python, str(REPO_ROOT / "benchmarks" / "bench_evaluation.py"), "--no-minicons",
+                  "--results", str(eval_results)]
+    if eval_model is not None:
+        evaluation += ["--model", str(eval_model)]
+    if smoke:
+        stages = [Stage("correctness", 240, [*correctness, "-k", SMOKE_CORRECTNESS], junit_records,
+                        {"BABYKD_GPU_TEST_DEVICE": "cpu"})]
+        stages += [Stage(f"training-{name}", 120, [*bench, "--scenarios", name, "--device", "cpu", "--shapes", "tiny",
+                                                   "--modes", "reference,ours", "--steps", "1", "--warmup", "1"],
+                         json_lines, {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+                   for name in TRAINING_SCENARIOS]
+        stages.append(Stage("evaluation", 120, [*evaluation, "--device", "cpu", "--max-items-per-subtask", "1"],
+                            json_lines, {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}))
+        return stages
+    limits = {"babyllama": 75, "dskd": 60, "pretrain-gpt2-705m": 50}
+    return [
+        Stage("correctness", 100, correctness, junit_records),
+        *(Stage(f"training-{name}", limits[name],
+                [*bench, "--scenarios", name, "--modes", LEASE_MODES, "--warmup", "5", "--steps", "15"], json_lines)
+          for name in TRAINING_SCENARIOS),
+        Stage("evaluation", 70, evaluation, json_lines),
+    ]
+
+
+def run_stage(stage: Stage, out: Path, env: dict[str, str], log: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run one stage in its own process group; kill the group at its limit. Returns (end line, records)."""
+    started = time.perf_counter()
+    log.write(f"\n===== {stage.name} (limit {stage.limit_s} s): {' '.join(stage.command)}\n")
+    log.flush()
+    process = subprocess.Popen(stage.command, cwd=REPO_ROOT, env={**env, **stage.env}, stdout=subprocess.PIPE,
+                               stderr=log, text=True, start_new_session=True)
+    try:
+        stdout, _ = process.communicate(timeout=stage.limit_s)
+        status = "ok" if process.returncode == 0 else "failed"
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, _ = process.communicate()
+        status = "timeout"
+    log.write(stdout)
+    log.flush()
+    wall = round(time.perf_counter() - started, 1)
+    records = [{"stage": stage.name, **record} for record in stage.parse(stdout, out)]
+    end = {"stage": stage.name, "event": "end", "status": status, "returncode": process.returncode,
+           "wall_s": wall, "limit_s": stage.limit_s, "records": len(records)}
+    return end, records
+
+
+def append_lines(path: Path, lines: Sequence[dict[str, Any]]) -> None:
+    """Append and flush at once: the file must hold every finished stage if a later one takes the machine down."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(line, default=str) + "\n" for line in lines)
+
+
+def run(out: Path, pack_dir: Path, smoke: bool, eval_model: Path | None, only: Sequence[str] | None,
+        limits: dict[str, int]) -> Path:
+    """Every stage in order, then the summary. Returns the summary's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / RESULTS
+    with tempfile.TemporaryDirectory(prefix="babykd-lease-") as tmp:
+        shared = unpack(pack_dir, Path(tmp) / "shared")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               "BABYKD_SHARED": str(shared), "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        stages = plan(out, sys.executable, smoke, eval_model, Path(tmp) / "evaluation.jsonl")
+        stages = [s for s in stages if not only or any(s.name.startswith(o) for o in only)]
+        append_lines(results, [{"event": "kit", "mode": "smoke" if smoke else "lease", "python": sys.version.split()[0],
+                                "stages": [s.name for s in stages], "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
+        with open(out / LOG, "a", encoding="utf-8") as log:
+            for stage in stages:
+                if stage.name in limits:
+                    stage = Stage(stage.name, limits[stage.name], stage.command, stage.parse, stage.env)
+                print(f"[lease] {stage.name}: running (limit {stage.limit_s} s)", flush=True)
+                append_lines(results, [{"stage": stage.name, "event": "start", "limit_s": stage.limit_s}])
+                end, records = run_stage(stage, out, env, log)
+                append_lines(results, [*records, end])
+                print(f"[lease] {stage.name}: {end['status']} in {end['wall_s']} s, {len(records)} records", flush=True)
+    return write_summary(results, out / SUMMARY, smoke)
+
+
+def reproduce(out: Path, pack_dir: Path, budget: str, seeds: int) -> int:
+    """Issue 14's reproduction on the pack's corpus and evaluation data; RESULTS.md, CSV and PNG land in `out`.
+
+    The runs (weights) stay in a temporary folder: only the report comes back from a lease.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="babykd-reproduce-") as tmp:
+        shared = unpack(pack_dir, Path(tmp) / "shared")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+               "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        command = [sys.executable, "-m", "babykd.reproduce", str(shared / CORPUS), "--budget", budget,
+                   "--seeds", str(seeds), "--out", str(Path(tmp) / "runs"),
+                   "--eval-data", str(shared / EVAL_FOLDER), "--results", str(out / "RESULTS.md")]
+        with open(out / "reproduce.log", "a", encoding="utf-8") as log:
+            return subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def parse_limits(items: Sequence[str]) -> dict[str, int]:
+    """`--limit STAGE=SECONDS` pairs."""
+    limits = {}
+    for item in items:
+        stage, _, seconds = item.partition("=")
+        if not seconds.isdigit() or int(seconds) < 1:
+            raise SystemExit(f"--limit {item!r}: expected STAGE=SECONDS with SECONDS a positive integer")
+        limits[stage] = int(seconds)
+    return limits
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("pack", help="copy the kit's data from ../shared into DIR (here, before the lease)")
+    p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_PACK)
+    p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared data folder (default %(default)s)")
+    r = commands.add_parser("run", help="run the stages, write results.jsonl and summary.md into OUT_DIR")
+    r.add_argument("out", type=Path)
+    r.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK)
+    r.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (the tests' run)")
+    r.add_argument("--eval-model", type=Path, help="checkpoint for the evaluation stage (default: random Llama-58M)")
+    r.add_argument("--only", nargs="+", help="run only the stages whose names start with these")
+    r.add_argument("--limit", nargs="+", default=[], metavar="STAGE=SECONDS", help="override a stage's time limit")
+    q = commands.add_parser("reproduce", help="the lease-sized reproduction (issue 14) into OUT_DIR")
+    q.add_argument("out", type=Path)
+    q.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK)
+    q.add_argument("--budget", default="lease")
+    q.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.command == "pack":
+        manifest = pack(args.dir.resolve(), args.shared)
+        print(json.dumps(manifest, indent=1))
+        print(f"pack: {manifest['bytes'] / 2**20:.1f} MiB in {args.dir}")
+        return 0
+    if args.command == "reproduce":
+        return reproduce(args.out.resolve(), args.pack_dir.resolve(), args.budget, args.seeds)
+    summary = run(args.out.resolve(), args.pack_dir.resolve(), args.smoke, args.eval_model, args.only,
+                  parse_limits(args.limit))
+    print(summary.read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

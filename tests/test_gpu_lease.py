@@ -1,0 +1,166 @@
+"""CPU smoke of the GPU lease kit (benchmarks/gpu_lease.sh): it must already run when a GPU is lent.
+
+A lease is too short to debug in, so the kit's whole path runs here: the pack
+from ../shared fits the transfer limit with the working tree, the smoke mode
+runs every stage (the `gpu` tests against the CPU, the training benchmark at
+tiny shapes, the evaluation benchmark on a tiny model) and writes the results
+file and the summary, a stage past its time limit is killed without losing the
+others, and the summary never shows a figure that has no record behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from babykd import REPO_ROOT
+from conftest import SHARED, shared_or_skip
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import gpu_lease  # noqa: E402 - the kit's modules live beside its script, not in the package
+import lease_summary  # noqa: E402
+
+MIB = 2**20
+#: What the device tool carries in one call (working tree + carried folders) and what may come back.
+TRANSFER_LIMIT, MAX_FILES_BACK = 64 * MIB, 8
+ALL_ITEMS = 59_875 + 5_218 + 7_618  # blimp_filtered + supplement + ewok (../shared/README.md)
+
+
+@pytest.fixture(scope="module")
+def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    shared_or_skip("corpus", "substitute_10M.zip")
+    shared_or_skip("evaluation_data")
+    dest = tmp_path_factory.mktemp("lease") / "pack"
+    return dest, gpu_lease.pack(dest, SHARED)
+
+
+def tracked_bytes() -> int:
+    git = shutil.which("git")
+    listed = subprocess.run([git, "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=False) if git else None
+    if listed is None or listed.returncode != 0:
+        pytest.skip("not a git checkout: the working tree's size cannot be listed")
+    return sum((REPO_ROOT / name).stat().st_size for name in listed.stdout.decode().split("\0")
+               if name and (REPO_ROOT / name).is_file())
+
+
+def test_pack_holds_the_data_and_fits_the_transfer_with_the_working_tree(pack_dir, tmp_path: Path) -> None:
+    from babykd.evaluation.tasks import DEFAULT_TASKS, load_tasks
+
+    dest, manifest = pack_dir
+    assert manifest["bytes"] < gpu_lease.PACK_LIMIT_BYTES
+    assert {"corpus/substitute_10M.zip", "evaluation_data.zip"} <= set(manifest["files"])
+    assert tracked_bytes() + manifest["bytes"] <= TRANSFER_LIMIT
+    assert "/lease-pack/" in (REPO_ROOT / ".gitignore").read_text().split()  # travels only when carried
+    shared = gpu_lease.unpack(dest, tmp_path / "shared")
+    tasks = load_tasks(DEFAULT_TASKS, shared / "evaluation_data")
+    assert sum(task.n_items for task in tasks) == ALL_ITEMS
+    assert (shared / "corpus" / "substitute_10M.zip").stat().st_size == manifest["files"]["corpus/substitute_10M.zip"]
+
+
+def test_pack_refuses_missing_shared_data(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not found"):
+        gpu_lease.pack(tmp_path / "pack", tmp_path / "no-shared")
+
+
+@pytest.fixture(scope="module")
+def smoke(pack_dir, tiny_teachers, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    out = tmp_path_factory.mktemp("lease-out")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "BABYKD_PYTHON": sys.executable}
+    completed = subprocess.run(
+        ["bash", str(REPO_ROOT / "benchmarks" / "gpu_lease.sh"), str(out), "--smoke", "--pack-dir", str(pack_dir[0]),
+         "--eval-model", str(tiny_teachers[0])],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    return out, lease_summary.read_lines(out / gpu_lease.RESULTS)
+
+
+def test_smoke_runs_every_stage_and_brings_back_few_files(smoke) -> None:
+    out, lines = smoke
+    files = sorted(p.name for p in out.rglob("*") if p.is_file())
+    assert len(files) <= MAX_FILES_BACK and {gpu_lease.RESULTS, gpu_lease.SUMMARY} <= set(files), files
+    ends = {line["stage"]: line for line in lines if line.get("event") == "end"}
+    expected = ["correctness", *(f"training-{s}" for s in gpu_lease.TRAINING_SCENARIOS), "evaluation"]
+    assert list(ends) == expected
+    assert all(end["status"] == "ok" and end["records"] > 0 for end in ends.values()), ends
+
+
+def test_smoke_records_carry_the_measured_figures(smoke) -> None:
+    _, lines = smoke
+    tests = {r["test"]: r["outcome"] for r in lines if r.get("stage") == "correctness" and "test" in r}
+    assert tests == {"test_bf16_pretraining_step_matches_fp32_cpu": "passed"}
+    for scenario in gpu_lease.TRAINING_SCENARIOS:
+        records = {r["mode"]: r for r in lines if r.get("stage") == f"training-{scenario}" and "mode" in r}
+        assert set(records) == {"reference", "ours", "ours/reference"}, records
+        assert records["reference"]["tokens_per_s"] > 0 and records["ours"]["tokens_per_s"] > 0
+        assert records["ours/reference"]["loss_match"] is True
+    summary = next(r for r in lines if r.get("benchmark") == "evaluation")
+    assert summary["items"] == 83 and {run["dtype"] for run in summary["runs"]} == {"fp32", "bf16"}  # 1 per subtask
+
+
+def test_smoke_summary_shows_the_records_and_marks_the_rest_not_measured(smoke) -> None:
+    out, lines = smoke
+    text = (out / gpu_lease.SUMMARY).read_text()
+    assert text.startswith("# GPU lease kit — CPU smoke")
+    training = text.split("## Training speed")[1].split("## Evaluation speed")[0]
+    assert "not measured" not in training
+    ours = next(r for r in lines if r.get("stage") == "training-babyllama" and r.get("mode") == "ours")
+    assert f"| babyllama | ours | {ours['tokens_per_s']:,.0f} |" in training
+    goals = text.split("## Against the goals")[1]
+    # CPU: no MFU (no GPU peak) and not all 145,422 sentences, so those goals are not measured
+    assert "babyllama mfu ≥ 0.35 | not measured" in goals
+    assert "not measured: only 166 sentences scored" in goals
+
+
+def test_a_stage_past_its_limit_is_killed_and_reported_not_measured(pack_dir, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    gpu_lease.main(["run", str(out), "--smoke", "--pack-dir", str(pack_dir[0]), "--only", "evaluation",
+                    "--limit", "evaluation=1"])
+    lines = lease_summary.read_lines(out / gpu_lease.RESULTS)
+    end = next(line for line in lines if line.get("event") == "end")
+    assert end["status"] == "timeout" and end["wall_s"] < 30
+    text = (out / gpu_lease.SUMMARY).read_text()
+    assert "Not measured: stage timeout after" in text.split("## Evaluation speed")[1]
+
+
+def _training_lines(device: str, reference: float, ours: float, mfu: float | None) -> list[dict[str, Any]]:
+    record = {"scenario": "babyllama", "device": device, "peak_mem_gb": 1.0}
+    return [
+        {"event": "kit", "mode": "lease", "date": "2026-11-28T00:00:00Z"},
+        {"stage": "training-babyllama", "event": "start", "limit_s": 75},
+        {"stage": "training-babyllama", **record, "mode": "reference", "tokens_per_s": reference, "mfu": None},
+        {"stage": "training-babyllama", **record, "mode": "ours", "tokens_per_s": ours, "mfu": mfu},
+        {"stage": "training-babyllama", "scenario": "babyllama", "mode": "ours/reference", "loss_match": True},
+        {"stage": "training-babyllama", "event": "end", "status": "ok", "returncode": 0, "wall_s": 60.0,
+         "limit_s": 75, "records": 3},
+    ]
+
+
+def test_a_lease_summary_refuses_figures_measured_on_a_cpu() -> None:
+    lines = _training_lines("CPU (x86_64, 16 threads)", 1000.0, 3000.0, None)
+    lease = lease_summary.render(lines, smoke=False)
+    assert "3,000" not in lease and "measured on CPU (x86_64, 16 threads), not a GPU" in lease
+    assert "| babyllama | ours | 3,000 |" in lease_summary.render(lines, smoke=True)
+
+
+def test_a_lease_summary_holds_gpu_figures_against_the_goals() -> None:
+    text = lease_summary.render(_training_lines("NVIDIA H200", 30_000.0, 180_000.0, 0.30), smoke=False)
+    assert "| babyllama | ours | 180,000 | 30.0% | 1.00 | 6.00 | yes |" in text
+    assert "| babyllama speedup ≥ 5× | 6.00× (ours) | yes |" in text
+    assert "| babyllama mfu ≥ 0.35 | 30.0% (ours) | no |" in text
+    assert "pretrain-gpt2-705m speedup ≥ 2.3× | not measured: stage did not run" in text
+    assert "Not measured: stage did not run." in text  # correctness and evaluation never ran
+
+
+def test_limit_overrides_are_checked() -> None:
+    assert gpu_lease.parse_limits(["evaluation=30"]) == {"evaluation": 30}
+    for bad in ("evaluation", "evaluation=0", "evaluation=x"):
+        with pytest.raises(SystemExit, match="STAGE=SECONDS"):
+            gpu_lease.parse_limits([bad])
