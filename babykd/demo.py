@@ -37,6 +37,7 @@ import yaml
 from babykd import REPO_ROOT
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.config import ConfigError, RunConfig, load_run_config, read_yaml
+from babykd.rules import scaled_schedule
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, default_data_dir, load_tasks
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ def demo_plan(out: Path, mode: str = "default", eval_data: Path | None = None,
     overrides = [f"data.corpus={corpus}", f"data.tokenizer_dir={out / 'tokenizer'}",
                  f"data.cache_dir={out / 'cache'}", *preset.overrides]
     runs = load_stage_configs([DEMO_CONFIGS / f"{name}.yaml" for name in DEMO_RUNS], overrides, out / "models")
+    for student in (run for run in runs if run.distillation is not None):
+        # revisions/chck_* at the official schedule scaled to the demo corpus (learning curves, AoA)
+        student.training.checkpoint_words = list(scaled_schedule(preset.train_words))
     tasks = official_tasks(eval_data, required=True)
     return Plan(mode, out, corpus, runs, tasks, eval_data, max_items)
 

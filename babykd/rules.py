@@ -111,6 +111,16 @@ def checkpoint_marks(setting: Sequence[int] | str | None, track: str) -> tuple[i
     return tuple(sorted(set(setting)))
 
 
+def scaled_schedule(corpus_words: int, track: str = "strict-small") -> tuple[int, ...]:
+    """The track's checkpoint schedule scaled to a smaller corpus (same marks in epochs of it).
+
+    For demos and small-scale studies: a 300k-word corpus gets marks at 30K ... 300K, 600K ... 3M,
+    so learning curves over revisions keep the official shape.
+    """
+    rules = TRACKS[track]
+    return tuple(max(1, round(mark * corpus_words / rules.corpus_words)) for mark in rules.checkpoint_words)
+
+
 def revision_name(words: int) -> str:
     """The hub revision name of a checkpoint at ``words`` words seen: ``chck_7M``, ``chck_250K``, ``chck_1500``."""
     for unit, suffix in ((M, "M"), (1000, "K")):

@@ -6,7 +6,8 @@ steps, and its age-of-acquisition evaluation reads checkpoints named by words
 that start in it (:mod:`babykd.data.words`); the trainer hands the counts of
 every micro-batch to :meth:`WordsSeen.add`, and each optimizer step closes a
 sum (all-reduced over processes), so the total is what the optimizer consumed,
-across epochs, processes and resumes.
+across epochs, processes and resumes. Closing the sum reads one scalar from the
+device per optimizer step: the price of saving each revision at the exact step.
 
 The running total and the marks already saved go into every checkpoint's
 ``trainer_state.json`` (HF's stateful-callback slot), and a resumed run starts

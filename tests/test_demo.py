@@ -11,7 +11,9 @@ from typing import Sequence
 import pytest
 from transformers import AutoModelForCausalLM
 
-from babykd.demo import DEMO_RUNS, REAL_RUNS, main
+from babykd.demo import DEMO_RUNS, PRESETS, REAL_RUNS, main
+from babykd.rules import revision_name, scaled_schedule
+from babykd.words_seen import saved_revisions
 from tests.conftest import shared_or_skip
 
 #: 500 generated pairs (5 phenomena x 100): at chance (0.5) the standard error is about 0.022.
@@ -63,6 +65,18 @@ def test_students_are_smaller_than_their_teachers(fast_demo: tuple[Path, str]) -
     out, _ = fast_demo
     size = {name: AutoModelForCausalLM.from_pretrained(out / "models" / name).num_parameters() for name in DEMO_RUNS}
     assert max(size["student-kd"], size["student-dskd"]) < min(size["teacher-gpt2"], size["teacher-llama"])
+
+
+def test_students_save_revisions_at_the_word_schedule_scaled_to_the_corpus(fast_demo: tuple[Path, str]) -> None:
+    out, _ = fast_demo
+    marks = scaled_schedule(PRESETS["fast"].train_words)  # 100k words: chck_10K ... chck_100K, chck_200K ...
+    for name in ("student-kd", "student-dskd"):
+        record = json.loads((out / "models" / name / "provenance.json").read_text(encoding="utf-8"))
+        expected = [revision_name(m) for m in marks if m <= record["words_seen"]]
+        assert len(expected) >= 10
+        assert [p.name for p in saved_revisions(out / "models" / name)] == expected
+        assert record["lineage_words_seen"] > record["words_seen"]
+    assert saved_revisions(out / "models" / "teacher-gpt2") == []
 
 
 def test_rerun_skips_finished_stages_and_adds_official_tasks(fast_demo: tuple[Path, str]) -> None:
