@@ -8,12 +8,18 @@ the same directory and renamed into place (rename is atomic on POSIX).
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+logger = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -39,6 +45,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(handle.fileno())
         normal_permissions(Path(tmp), directory=False)
         os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if error.filename is not None:
+            raise
+        # write() and fsync() failures (ENOSPC, EDQUOT, EIO) carry no file name: say which write failed.
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -86,3 +99,46 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_leftovers(directory: str | os.PathLike, prefix: str = "") -> list[Path]:
+    """Delete the temporary files and folders that interrupted atomic writes of `directory/prefix*` left.
+
+    Only safe while no other process can be writing them: callers hold the
+    lock that covers them (see :mod:`babykd.run_lock`). Returns what was removed.
+    """
+    removed = sorted(Path(directory).glob(f".{glob.escape(prefix)}*.tmp"))
+    for leftover in removed:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    if removed:
+        logger.info("removed %d leftover temporary file(s) of interrupted writes in %s", len(removed), directory)
+    return removed
+
+
+#: How torch.save (PyTorchStreamWriter) and safetensors report a failed write: without the file or errno.
+_WRITE_FAILURE = re.compile(r"inline_container\.cc|PytorchStreamWriter|file write failed|I/O error|os error \d+")
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+@contextlib.contextmanager
+def write_failures_named(folder: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a failed write under `folder` as an OSError naming the folder, its free space and the cause.
+
+    torch.save on a full disk raises "[enforce fail at inline_container.cc:672] . unexpected
+    pos ..." and safetensors "I/O error: ...": neither names a file nor says "disk full".
+    """
+    try:
+        yield
+    except Exception as error:
+        unnamed_disk_error = isinstance(error, OSError) and error.filename is None and error.errno in _DISK_ERRNOS
+        if not (unnamed_disk_error or _WRITE_FAILURE.search(str(error))):
+            raise
+        free = shutil.disk_usage(folder).free / 2**30
+        cause = str(error).strip().splitlines()[0]
+        raise OSError(
+            f"{folder}: writing failed with {free:.2f} GiB free on its disk (disk full, quota or size limit?): {cause}"
+        ) from error

@@ -2,18 +2,23 @@
 
 Each entry point is `main(argv, default_config=...)`: parse, load and validate
 the config, run. Nobody edits YAML to move paths: `--set data.corpus=/scratch/babylm`.
+Errors the user fixes (a bad config, an unreadable corpus or tokenizer, a full
+disk, a run folder in use, a diverged run) print as one line naming the path and
+the cause; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from babykd import REPO_ROOT
 from babykd.config import ConfigError, RunConfig, load_run_config
+from babykd.errors import UserError
 from babykd.preemption import PREEMPTED_EXIT_CODE
 
 
@@ -30,17 +35,29 @@ def build_parser(description: str, default_config: str | None) -> argparse.Argum
         help="override any config value, e.g. --set training.lr=1e-4 data.corpus=/scratch/babylm",
     )
     parser.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
     return parser
 
 
-def parse_config(argv: Sequence[str] | None, description: str, default_config: str | None = None) -> tuple[RunConfig, bool]:
+@contextlib.contextmanager
+def one_line_errors(debug: bool) -> Iterator[None]:
+    """Exit with `error: <message>` for user-fixable errors and OS errors (they name the path and the cause)."""
+    try:
+        yield
+    except (UserError, OSError) as error:
+        if debug:
+            raise
+        kind = "config error" if isinstance(error, ConfigError) else "error"
+        sys.exit(f"{kind}: {error} (--debug shows the traceback)")
+
+
+def parse_config(argv: Sequence[str] | None, description: str,
+                 default_config: str | None = None) -> tuple[RunConfig, argparse.Namespace]:
     """Parse arguments and load the validated config; exits with the config error on bad input."""
     args = build_parser(description, default_config).parse_args(argv)
     overrides = [item for group in args.overrides for item in group]
-    try:
-        return load_run_config(Path(args.config), overrides), args.resume
-    except ConfigError as error:
-        sys.exit(f"config error: {error}")
+    with one_line_errors(args.debug):
+        return load_run_config(Path(args.config), overrides), args
 
 
 def setup_logging() -> None:
@@ -51,12 +68,13 @@ def train_main(argv: Sequence[str] | None, description: str, default_config: str
                require_distillation: bool = False) -> None:
     """The whole body of every training entry point."""
     setup_logging()
-    config, resume = parse_config(argv, description, default_config)
+    config, args = parse_config(argv, description, default_config)
     if require_distillation and config.distillation is None:
         sys.exit(f"config error: {config.source}: this entry point needs a 'distillation' section (teachers)")
     from babykd.training import run_training  # heavy imports after argument errors
 
-    result = run_training(config, resume=resume)
+    with one_line_errors(args.debug):
+        result = run_training(config, resume=args.resume)
     if result.preempted:
         sys.exit(PREEMPTED_EXIT_CODE)
     print(f"saved {result.run_dir} ({result.parameters:,} parameters, {result.wall_time_s:.1f} s)")

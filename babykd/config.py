@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,9 +28,10 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from babykd import REPO_ROOT
+from babykd.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
@@ -96,6 +98,10 @@ class DataConfig:
     document_boundaries: Literal["eos", "none"] = "eos"
     random_offset: bool = False
     eval_chunks: int = 256
+    #: For a `datasets` corpus (``hf://datasets/OWNER/NAME`` or a parquet folder): the text column, and
+    #: the column naming each row's BabyLM source (its cleaner is applied; null: plain cleaning).
+    text_column: str = "text"
+    source_column: str | None = "source"
 
     def validate(self, where: str) -> None:
         if self.seq_length < 2:
@@ -136,6 +142,9 @@ class TrainingConfig:
     torch_compile: bool = False
     dataloader_workers: int = 0
     progress_bar: bool = True
+    #: Save the student at these words seen (``<run>/revisions/chck_*``): a list, or ``babylm``
+    #: for the track's official schedule (1M ... 10M, 20M ... 100M for strict-small).
+    checkpoint_words: list[int] | Literal["babylm"] | None = None
 
     def validate(self, where: str) -> None:
         if self.lr <= 0:
@@ -148,6 +157,8 @@ class TrainingConfig:
             raise ConfigError(f"{where}: training.per_device_batch_size must be positive")
         if self.warmup_steps < 0 or self.weight_decay < 0:
             raise ConfigError(f"{where}: training.warmup_steps and training.weight_decay must be >= 0")
+        if isinstance(self.checkpoint_words, list) and not all(m > 0 for m in self.checkpoint_words):
+            raise ConfigError(f"{where}: training.checkpoint_words must be positive word counts, got {self.checkpoint_words}")
 
 
 @dataclass
@@ -228,6 +239,16 @@ class EvaluationConfig:
 
 
 @dataclass
+class RulesConfig:
+    """Which BabyLM track a run belongs to (see `babykd.rules`): its words-seen cap and checkpoint schedule.
+
+    ``track: null`` takes the track from the training corpus's size; ``none`` lifts every cap.
+    """
+
+    track: Literal["strict-small", "strict", "none"] | None = None
+
+
+@dataclass
 class OutputConfig:
     """Where a run writes: `<root>/<name>/` (named by the run, never by a timestamp)."""
 
@@ -249,6 +270,7 @@ class RunConfig:
     output: OutputConfig
     distillation: DistillationConfig | None = None
     evaluation: EvaluationConfig | None = None
+    rules: RulesConfig = field(default_factory=RulesConfig)
     source: str = field(default="<dict>", metadata={"internal": True})
 
     def validate(self) -> None:
@@ -379,6 +401,8 @@ def _join(prefix: str, key: str) -> str:
 
 
 def _resolve_path(value: str, base: Path) -> str:
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):  # a URL such as hf://datasets/OWNER/NAME
+        return value
     expanded = os.path.expanduser(os.path.expandvars(value))
     path = Path(expanded)
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -444,7 +468,7 @@ def load_model_config(path: str | os.PathLike) -> ModelConfig:
 
 
 #: Sections that may be given as a path to a YAML file holding just that section.
-_SECTIONS = ("model", "data", "training", "distillation", "evaluation")
+_SECTIONS = ("model", "data", "training", "distillation", "evaluation", "rules")
 
 
 def _inline_sections(raw: dict[str, Any], where: str, base: Path) -> None:

@@ -11,6 +11,7 @@ means the run finished.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,20 +25,25 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from transformers import set_seed
 from transformers.integrations import TensorBoardCallback
 
-from babykd.atomic import atomic_directory, atomic_write_json, atomic_write_text, normal_permissions
+from babykd.atomic import (
+    atomic_directory, atomic_write_json, atomic_write_text, normal_permissions, write_failures_named,
+)
 from babykd.config import RunConfig, derive_batch_layout
 from babykd.data.pipeline import PreparedData, prepare_data
+from babykd.divergence import DivergenceGuard, NonFiniteError, all_finite
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
-from babykd.provenance import provenance
+from babykd.run_lock import folder_lock
+from babykd.provenance import PROVENANCE_FILE, provenance
+from babykd.lineage import lineage_record
+from babykd.rules import check_words_budget, checkpoint_marks, planned_words, resolve_track
+from babykd.words_seen import REVISIONS_DIR, WordsSeen
 from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
-#: Written last into a finished run directory.
-PROVENANCE_FILE = "provenance.json"
 
 
 def use_bf16(precision: str) -> bool:
@@ -50,24 +56,20 @@ def use_bf16(precision: str) -> bool:
     return available
 
 
-def default_data_dirs(config: RunConfig) -> tuple[Path, Path]:
-    """Tokenizer and token-cache folders shared by every run on the same corpus and vocabulary."""
-    corpus_tag = Path(config.data.corpus).name.replace(".zip", "")
-    root = Path(config.output.root)
-    tokenizer_dir = Path(config.data.tokenizer_dir or root / "tokenizers" / f"{corpus_tag}-{config.data.vocab_size}")
-    cache_dir = Path(config.data.cache_dir or root / "cache" / f"{corpus_tag}-{config.data.vocab_size}")
-    return tokenizer_dir, cache_dir
-
-
 def load_data(config: RunConfig) -> PreparedData:
-    """Tokenizer (trained once on the train split) and the chunked datasets for a run."""
-    tokenizer_dir, cache_dir = default_data_dirs(config)
+    """Tokenizer (trained once on the train split) and the chunked datasets for a run.
+
+    Unless the config names them, the tokenizer and token caches live under
+    `<output.root>/tokenizers|cache/`, filed by the fingerprint of the cleaned text,
+    so every run on the same corpus and vocabulary shares them (distillation needs that).
+    """
     data = config.data
     return prepare_data(
-        Path(data.corpus), tokenizer_dir, cache_dir,
+        data.corpus, data.tokenizer_dir, data.cache_dir, default_root=config.output.root,
         seq_length=data.seq_length, vocab_size=data.vocab_size, min_frequency=data.min_frequency,
         document_boundaries=data.document_boundaries, random_offset=data.random_offset,
         eval_chunks=data.eval_chunks, seed=config.training.seed,
+        text_column=data.text_column, source_column=data.source_column,
     )
 
 
@@ -98,6 +100,9 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         data_seed=t.seed,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        # HF's default filter replaces a NaN/inf step loss by the running mean, hiding a diverged run from
+        # the log (and syncs the GPU every step to do so); babykd.divergence stops such a run instead.
+        logging_nan_inf_filter=False,
         eval_strategy="steps" if t.eval_steps else "epoch",
         eval_steps=t.eval_steps,
         save_strategy="steps",
@@ -147,22 +152,55 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     With `resume=True` the newest complete checkpoint under the run directory
     is continued (a fresh start when there is none). On SIGTERM/SIGUSR1 the run
     saves a checkpoint and returns early with `preempted=True` (no final model).
+    The run folder is locked for the whole run (a second run into it is refused
+    with the holder's host, pid and start time) and is left as it was until the
+    data, teachers and model are ready (see :func:`begin_run`).
     """
-    run_dir = config.output.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(config.output.run_dir):
+        return _run_locked(config, resume, callbacks)
+
+
+def run_folder_lock(run_dir: Path) -> contextlib.AbstractContextManager[Path]:
+    """The run folder's exclusive lock, held by global rank 0 for all ranks of one data-parallel run."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext(run_dir)
+    return folder_lock(run_dir, purpose="another run")
+
+
+def begin_run(config: RunConfig, run_dir: Path, fresh: bool) -> None:
+    """Mark the run folder as holding this run, now that the run is known to start.
+
+    Until here a rerun changes nothing in the folder, so a rerun that fails its
+    data or teacher checks leaves a finished run finished, with its own config.
+    The finished mark goes first: killed at any point after, the folder does not
+    look finished. A fresh start also drops an earlier run's checkpoints, which a
+    later `--resume` (or the Trainer's rotation) would otherwise mix with this run's.
+    """
+    (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
+    checkpoints = run_dir / "checkpoints"
+    if fresh and any(checkpoints.glob("checkpoint-*")):
+        logger.warning("fresh start: removing the earlier run's checkpoints in %s", checkpoints)
+        for old in checkpoints.glob("checkpoint-*"):
+            shutil.rmtree(old)
     atomic_write_text(run_dir / "run_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _run_locked(config: RunConfig, resume: bool, callbacks: list[Any] | None) -> TrainingResult:
+    """:func:`run_training` once the run folder's lock is held."""
+    run_dir = config.output.run_dir
     set_seed(config.training.seed)
     args = training_arguments(config, run_dir)
     with args.main_process_first(local=False, desc="tokenizer and token caches"):  # one writer
         data = load_data(config)
     check_tokenizer_fits(data.tokenizer, config.model.vocab_size)
+    words = words_seen_for(config, data, run_dir)
 
     teachers: list[PreTrainedModel] = []
     train_dataset = data.train_dataset
     if config.distillation is not None and config.distillation.teacher_cache_top_k is not None:
         with args.main_process_first(local=False, desc="teacher top-k cache"):  # one writer
             cache = prepare_teacher_cache(config.distillation, data.train_dataset, data.tokenizer,
-                                          default_data_dirs(config)[1], args.device,
+                                          data.cache_dir, args.device,
                                           torch.bfloat16 if args.bf16 else None)
         train_dataset = CachedTargetsDataset(data.train_dataset, cache)
     elif config.distillation is not None:
@@ -182,6 +220,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         teachers=teachers,
         distillation=config.distillation,
         extra_modules=extra,
+        words_seen=words,
         callbacks=[*(callbacks or []), tensorboard_callback(run_dir), preemption := PreemptionCallback()],
     )
     if config.evaluation is not None:
@@ -191,7 +230,11 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
         logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
     saved_state = checkpoint_state(checkpoint) if checkpoint else None
     clock = TrainingClock.resumed_from(saved_state)
+    words.resumed(saved_state)
     trainer.add_callback(clock)
+    trainer.add_callback(DivergenceGuard(lambda: describe_checkpoint(last_complete_checkpoint(args.output_dir))))
+    if trainer.is_world_process_zero():
+        begin_run(config, run_dir, fresh=checkpoint is None)
     if saved_state is not None and reached_max_steps(saved_state, args.max_steps):
         # Killed after its last checkpoint but before the end: HF Trainer would train one step past
         # max_steps on resume, so take the checkpoint as the trained model instead.
@@ -201,26 +244,54 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     else:
         preemption.install()
         try:
-            trainer.train(resume_from_checkpoint=checkpoint)
+            with write_failures_named(run_dir):
+                trainer.train(resume_from_checkpoint=checkpoint)
         finally:
             preemption.uninstall()
     wall = clock.elapsed_s()
     if preemption.preempted:
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
         return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, trainer.state.log_history, preempted=True)
+    if not all_finite(trainer.model.parameters()):  # diverged after the last logged loss
+        raise NonFiniteError(f"the final weights of {run_dir} hold NaN/inf: not saved, run not marked finished")
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     if trainer.is_world_process_zero():  # one writer; provenance last, as the "finished" mark
-        save_final_model(trainer.model, data.tokenizer, run_dir)
+        with write_failures_named(run_dir):
+            save_final_model(trainer.model, data.tokenizer, run_dir)
         atomic_write_json(
             run_dir / PROVENANCE_FILE,
             provenance(
                 run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
                 epochs=config.training.epochs, global_steps=trainer.state.global_step,
                 wall_time_s=round(wall, 2), final_metrics=metrics,
+                **lineage_record(
+                    f"run:{run_dir.resolve()}", words.total, f"tokenizer:{data.stats['tokenizer']['fingerprint']}",
+                    data.train_words, config.distillation.teachers if config.distillation else (),
+                ),
             ),
         )
     trainer.accelerator.wait_for_everyone()  # every rank returns with the run finished on disk
     return TrainingResult(run_dir, parameters, data.train_tokens, wall, metrics, trainer.state.log_history)
+
+
+def words_seen_for(config: RunConfig, data: PreparedData, run_dir: Path) -> WordsSeen:
+    """The words-seen ledger of a run, after checking its schedule against its track's cap.
+
+    Refused before any model is built: a schedule over the cap never starts.
+    """
+    track = resolve_track(config.rules.track, data.train_words)
+    t = config.training
+    planned, how = planned_words(
+        t.epochs, t.max_steps, t.batch_size, len(data.train_dataset), data.train_dataset.total_words()
+    )
+    check_words_budget(track, data.train_words, planned, how)
+    logger.info("rules: track %s, planned %s words seen (%s)", track, f"{planned:,}", how)
+    return WordsSeen(checkpoint_marks(t.checkpoint_words, track), run_dir / REVISIONS_DIR)
+
+
+def describe_checkpoint(checkpoint: str | None) -> str:
+    """Where `--resume` continues from, for messages."""
+    return f"--resume continues from {checkpoint}" if checkpoint else "no complete checkpoint yet"
 
 
 def reached_max_steps(saved_state: TrainerState, max_steps: int) -> bool:

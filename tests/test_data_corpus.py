@@ -193,3 +193,29 @@ def test_substitute_corpus_layout_and_first_documents():
     assert first[0].startswith("what's that?\nit's a chicken.\n")
     books = next(f for f in corpus.files if (f.split, f.source) == ("train", "gutenberg"))
     assert books.clean(books.excerpt(2000))[0].startswith("A BOOK OF MYTHS\n")
+
+
+def deflated_zip(path: Path, files: dict[str, str]) -> bytes:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path.read_bytes()
+
+
+CORRUPTIBLE = {**LAYOUT_2024, "train_10M/childes.train": "*CHI:\tmore cookie please .\n" * 2000}
+
+
+def test_truncated_zip_names_the_file_and_the_cause(tmp_path):
+    data = deflated_zip(tmp_path / "whole.zip", CORRUPTIBLE)
+    (tmp_path / "cut.zip").write_bytes(data[: len(data) // 2])  # an interrupted download
+    with pytest.raises(CorpusError, match=r"cut\.zip: corrupt or truncated zip \(zipfile\.BadZipFile"):
+        open_corpus(tmp_path / "cut.zip")
+
+
+def test_corrupt_zip_member_names_the_member_and_the_cause(tmp_path):
+    data = bytearray(deflated_zip(tmp_path / "bad.zip", CORRUPTIBLE))
+    start = data.find(b"train_10M/childes.train") + 40  # inside the member's compressed data
+    data[start : start + 30] = bytes(b ^ 0xFF for b in data[start : start + 30])
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match=r"bad\.zip/train_10M/childes\.train: corrupt or truncated zip \(zlib\.error"):
+        open_corpus(tmp_path / "bad.zip")

@@ -26,7 +26,7 @@ def test_stream_is_documents_with_eos_after_each(tokenizer, stem):
     cache = load_or_build(stem, DOCS, tokenizer)
     expected = []
     for doc in DOCS:
-        expected += tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]
+        expected += tokenizer(doc, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     assert cache.tokens.tolist() == expected
     assert cache.tokens.dtype == np.uint16 and isinstance(cache.tokens, np.memmap)
     assert cache.meta["length"] == len(expected) and cache.meta["documents"] == 3
@@ -34,7 +34,7 @@ def test_stream_is_documents_with_eos_after_each(tokenizer, stem):
 
 def test_boundary_option_none_glues_documents(tokenizer):
     glued = encode_documents(DOCS, tokenizer, "none")
-    assert glued.tolist() == sum((tokenizer(d)["input_ids"] for d in DOCS), [])
+    assert glued.tolist() == sum((tokenizer(d, add_special_tokens=False)["input_ids"] for d in DOCS), [])
     with pytest.raises(ValueError, match="document_boundaries must be one of"):
         encode_documents(DOCS, tokenizer, "bos")
 

@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -70,11 +70,29 @@ def fingerprint(
     """
     digest = hashlib.sha256(f"babykd-token-cache-v{CACHE_FORMAT}\0{document_boundaries}\0".encode())
     digest.update(tokenizer_fingerprint(tokenizer).encode())
+    _hash_documents(digest, documents)
+    return digest.hexdigest()
+
+
+def text_fingerprint(documents: Mapping[str, Sequence[str]]) -> str:
+    """SHA-256 of the cleaned documents of every split: what a corpus IS, whatever its folder is called.
+
+    Tokenizers and token caches are filed under it, so a different corpus in a
+    folder of the same name gets its own, and two corpora never overwrite each other's.
+    """
+    digest = hashlib.sha256(b"babykd-corpus-text-v1\0")
+    for split in sorted(documents):
+        digest.update(f"{split}\0{len(documents[split])}\0".encode())
+        _hash_documents(digest, documents[split])
+    return digest.hexdigest()
+
+
+def _hash_documents(digest: Any, documents: Sequence[str]) -> None:
+    """Feed `documents` to `digest`, each length-prefixed (moving text across a boundary changes it)."""
     for document in documents:
         data = document.encode("utf-8")
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
-    return digest.hexdigest()
 
 
 def cache_paths(stem: str | Path) -> tuple[Path, Path]:

@@ -19,16 +19,19 @@ Layouts (``.train`` files in the train directory, ``.dev`` files in the dev one)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from .sources import CLEANERS, split_lines
 
 logger = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ _TAGGED_DOCUMENT = re.compile(r"<s>(.*?)</s>", re.DOTALL)
 _IGNORED_NAMES = ("__MACOSX",)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus that cannot be read as asked; the message starts with the offending path."""
 
     def __init__(self, path: object, problem: str) -> None:
@@ -102,7 +105,7 @@ class CorpusFile:
     def read_text(self, max_chars: int | None = None) -> str:
         """The file's text (its first ``max_chars`` characters if given)."""
         try:
-            with self.path.open("r", encoding="utf-8") as handle:
+            with _archive_errors_named(self.path), self.path.open("r", encoding="utf-8") as handle:
                 return handle.read(-1 if max_chars is None else max_chars)
         except UnicodeDecodeError as error:
             raise CorpusError(self.path, f"not UTF-8 text ({error})") from error
@@ -198,7 +201,8 @@ def open_corpus(path: str | Path, *, doc_format: DocFormat = "auto", dev_every: 
     if dev_every < 2:
         raise ValueError(f"dev_every must be at least 2, not {dev_every}")
     if path.is_file() and path.suffix.lower() == ".zip":
-        root: Traversable = zipfile.Path(path)
+        with _archive_errors_named(path):
+            root: Traversable = zipfile.Path(path)
     elif path.is_file() or path.is_dir():
         root = path
     else:
@@ -304,8 +308,20 @@ def _resolve_format(path: Path, doc_format: DocFormat) -> Literal["lines", "tags
         return "tags" if "<s>" in handle.read(65536) else "lines"
 
 
+@contextlib.contextmanager
+def _archive_errors_named(path: object) -> Iterator[None]:
+    """A truncated or corrupt zip raises BadZipFile/zlib.error without any path: name it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise CorpusError(
+            path, f"corrupt or truncated zip ({type(error).__module__}.{type(error).__name__}: {error}); "
+            "download or copy it again"
+        ) from error
+
+
 def _check_not_empty(path: Traversable) -> None:
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
+    with _archive_errors_named(path), path.open("r", encoding="utf-8", errors="replace") as handle:
         for chunk in iter(lambda: handle.read(1 << 16), ""):
             if chunk.strip():
                 return

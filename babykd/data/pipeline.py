@@ -17,12 +17,15 @@ from typing import Any
 from torch.utils.data import Subset
 from transformers import PreTrainedTokenizerFast
 
-from ..atomic import atomic_write_text
-from .cache import DocumentBoundaries, check_boundaries, load_or_build
+from ..atomic import atomic_write_text, remove_leftovers
+from ..run_lock import folder_lock
+from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
 from .corpus import SPLITS, Corpus, CorpusError, DocFormat, open_corpus
 from .dataset import ChunkDataset, eval_subset
+from .hub import DatasetsCorpus, is_datasets_corpus, open_datasets_corpus
 from .statistics import source_statistics
-from .tokenizer import has_tokenizer, load_tokenizer, save_tokenizer, train_tokenizer
+from .words import word_starts, word_table
+from .tokenizer import has_tokenizer, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,34 @@ class PreparedData:
     train_dataset: ChunkDataset
     eval_dataset: Subset
     train_tokens: int
+    #: The token-cache folder used (derived ones sit under it, e.g. the teacher cache).
+    cache_dir: Path
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_words(self) -> int:
+        """Words of the cleaned train split (``len(doc.split())`` summed): the corpus size the rules count."""
+        return int(self.stats["splits"]["train"]["words"])
+
+
+def data_dirs(
+    corpus: str | Path, tokenizer_dir: str | Path | None, cache_dir: str | Path | None,
+    default_root: str | Path | None, vocab_size: int, documents: dict[str, list[str]],
+) -> tuple[Path, Path]:
+    """The tokenizer and cache folders: as given, else under `default_root` keyed by the text itself.
+
+    The key is the fingerprint of the cleaned text of both splits, never the
+    corpus folder's name alone (kept in front only to make the folders readable).
+    """
+    if tokenizer_dir is not None and cache_dir is not None:
+        return Path(tokenizer_dir), Path(cache_dir)
+    if default_root is None:
+        raise ValueError("prepare_data: give tokenizer_dir and cache_dir, or default_root")
+    name = f"{Path(corpus).name.removesuffix('.zip')}-{vocab_size}-{text_fingerprint(documents)[:12]}"
+    return (
+        Path(tokenizer_dir or Path(default_root) / "tokenizers" / name),
+        Path(cache_dir or Path(default_root) / "cache" / name),
+    )
 
 
 @dataclass(frozen=True)
@@ -50,9 +80,10 @@ class CleaningExample:
 
 def prepare_data(
     corpus: str | Path,
-    tokenizer_dir: str | Path,
-    cache_dir: str | Path,
+    tokenizer_dir: str | Path | None,
+    cache_dir: str | Path | None,
     *,
+    default_root: str | Path | None = None,
     seq_length: int = 128,
     vocab_size: int = 16000,
     min_frequency: int = 2,
@@ -62,18 +93,29 @@ def prepare_data(
     seed: int = 0,
     doc_format: DocFormat = "auto",
     dev_every: int = 10,
+    text_column: str = "text",
+    source_column: str | None = "source",
 ) -> PreparedData:
     """Clean ``corpus``, get the tokenizer, build/load the token caches, return the datasets.
 
     The tokenizer is trained on the train split only when ``tokenizer_dir``
     holds none, else loaded (a size other than ``vocab_size`` is then only
     warned about). Caches live in ``cache_dir`` as ``{split}-{document_boundaries}``.
+    A folder given as None is ``default_root/tokenizers/...`` or ``default_root/cache/...``,
+    named by the corpus, ``vocab_size`` and the fingerprint of the cleaned text (see
+    :func:`data_dirs`). The cache folder is locked while the tokenizer and caches are
+    built or checked: a second job on the same corpus waits, then reuses them.
     ``eval_dataset`` is a fixed, seeded subset of ``eval_chunks`` dev chunks
-    (all of them if None). ``doc_format``/``dev_every`` apply to plain-text corpora.
+    (all of them if None). ``doc_format``/``dev_every`` apply to plain-text corpora;
+    ``text_column``/``source_column`` to a `datasets` corpus (hub id or parquet folder, see
+    :mod:`babykd.data.hub`).
     """
     check_boundaries(document_boundaries)
     started = time.perf_counter()
-    opened = open_corpus(corpus, doc_format=doc_format, dev_every=dev_every)
+    opened: Corpus | DatasetsCorpus = (
+        open_datasets_corpus(corpus, text_column=text_column, source_column=source_column, dev_every=dev_every)
+        if is_datasets_corpus(corpus) else open_corpus(corpus, doc_format=doc_format, dev_every=dev_every)
+    )
     parts = {split: opened.read(split) for split in SPLITS}
     documents = {split: [d for part in parts[split] for d in part.documents] for split in SPLITS}
     for split, docs in documents.items():
@@ -81,36 +123,40 @@ def prepare_data(
             raise CorpusError(corpus, f"the {split} split has no documents after cleaning")
     timings = {"clean_s": time.perf_counter() - started}
 
-    started = time.perf_counter()
-    trained = not has_tokenizer(tokenizer_dir)
-    if trained:
-        train_docs = documents["train"]
-        tokenizer = train_tokenizer(
-            train_docs, vocab_size=vocab_size, min_frequency=min_frequency, length=len(train_docs)
-        )
-        save_tokenizer(tokenizer, tokenizer_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)  # the same object whether just trained or reused
-    if not trained and len(tokenizer) != vocab_size:
-        logger.warning(
-            "%s holds a tokenizer of %d tokens, not vocab_size=%d; using it "
-            "(delete the directory to retrain)", tokenizer_dir, len(tokenizer), vocab_size,
-        )
-    timings["tokenizer_s"] = time.perf_counter() - started
+    tokenizer_dir, cache_dir = data_dirs(corpus, tokenizer_dir, cache_dir, default_root, vocab_size, documents)
+    with folder_lock(cache_dir, wait=True, purpose="another job preparing this corpus"):
+        remove_leftovers(tokenizer_dir.parent, prefix=f"{tokenizer_dir.name}.")
+        started = time.perf_counter()
+        trained = not has_tokenizer(tokenizer_dir)
+        if trained:
+            train_docs = documents["train"]
+            tokenizer = train_tokenizer(
+                train_docs, vocab_size=vocab_size, min_frequency=min_frequency, length=len(train_docs)
+            )
+            save_tokenizer(tokenizer, tokenizer_dir)
+        tokenizer = load_tokenizer(tokenizer_dir)  # the same object whether just trained or reused
+        if not trained and len(tokenizer) != vocab_size:
+            logger.warning(
+                "%s holds a tokenizer of %d tokens, not vocab_size=%d; using it "
+                "(delete the directory to retrain)", tokenizer_dir, len(tokenizer), vocab_size,
+            )
+        timings["tokenizer_s"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    caches = {
-        split: load_or_build(
-            Path(cache_dir) / f"{split}-{document_boundaries}",
-            documents[split],
-            tokenizer,
-            document_boundaries=document_boundaries,
-        )
-        for split in SPLITS
-    }
-    timings["cache_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        caches = {
+            split: load_or_build(
+                Path(cache_dir) / f"{split}-{document_boundaries}",
+                documents[split],
+                tokenizer,
+                document_boundaries=document_boundaries,
+            )
+            for split in SPLITS
+        }
+        timings["cache_s"] = time.perf_counter() - started
 
     train_dataset = ChunkDataset(
-        caches["train"].tokens, seq_length, random_offset=random_offset, seed=seed
+        caches["train"].tokens, seq_length, random_offset=random_offset, seed=seed,
+        word_starts=word_starts(caches["train"].tokens, word_table(tokenizer)),
     )
     eval_dataset = eval_subset(caches["dev"].tokens, seq_length, eval_chunks, seed)
     stats = {
@@ -125,7 +171,10 @@ def prepare_data(
             }
             for split in SPLITS
         },
-        "tokenizer": {"dir": str(tokenizer_dir), "trained": trained, "vocab_size": len(tokenizer)},
+        "tokenizer": {
+            "dir": str(tokenizer_dir), "trained": trained, "vocab_size": len(tokenizer),
+            "fingerprint": tokenizer_fingerprint(tokenizer)[:16],
+        },
         "dataset": {
             "seq_length": seq_length,
             "document_boundaries": document_boundaries,
@@ -140,7 +189,7 @@ def prepare_data(
         "data ready: %d train tokens (%d chunks of %d), %d eval chunks",
         caches["train"].tokens.size, len(train_dataset), seq_length, len(eval_dataset),
     )
-    return PreparedData(tokenizer, train_dataset, eval_dataset, int(caches["train"].tokens.size), stats)
+    return PreparedData(tokenizer, train_dataset, eval_dataset, int(caches["train"].tokens.size), cache_dir, stats)
 
 
 def clean_corpus(
