@@ -13,7 +13,7 @@ from babykd import REPO_ROOT
 from babykd.config import ConfigError
 from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, sparse_kl_distillation_loss, top_k_targets
 from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, cache_fingerprint, prepare_teacher_cache
-from babykd.training import default_data_dirs, load_data, run_training
+from babykd.training import load_data, run_training
 from tests.test_distillation import STUDENT, teacher_overrides
 
 BABYLLAMA = "config/runs/distill/BabyLlama1-58M-strict.yaml"
@@ -71,7 +71,7 @@ def test_cache_holds_the_live_teachers_top_k_and_is_reused(cached_config, tiny_t
 
     data = load_data(cached_config)
     cfg = cached_config.distillation
-    cache_dir = default_data_dirs(cached_config)[1]
+    cache_dir = data.cache_dir
     cache = prepare_teacher_cache(cfg, data.train_dataset, data.tokenizer, cache_dir, torch.device("cpu"))
     assert cache.built and cache.ids.shape == (len(data.train_dataset), 32, 8)
     assert 0 < cache.meta["top_k_mass"] <= 1

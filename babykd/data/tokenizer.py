@@ -20,6 +20,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ..atomic import atomic_directory
+from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 #: In this order, so their ids are 0, 1, 2.
 SPECIAL_TOKENS = (PAD, BOS, EOS)
 TOKENIZER_FILE = "tokenizer.json"
+
+
+class TokenizerError(UserError, ValueError):
+    """A saved tokenizer that cannot be used; the message names its folder."""
 
 
 def train_tokenizer(
@@ -91,10 +96,16 @@ def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
     """Load a saved tokenizer and check the special-token ids the data pipeline relies on."""
     if not has_tokenizer(directory):
         raise FileNotFoundError(f"{directory}: no {TOKENIZER_FILE} (train a tokenizer first)")
-    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except Exception as error:  # a truncated tokenizer.json raises a bare JSONDecodeError (no path)
+        raise TokenizerError(
+            f"{directory}: the saved tokenizer cannot be loaded ({type(error).__name__}: {error}); "
+            "delete the folder to retrain it"
+        ) from error
     ids = [tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS]
     if ids != [0, 1, 2]:
-        raise ValueError(f"{directory}: special tokens {SPECIAL_TOKENS} have ids {ids}, expected [0, 1, 2]")
+        raise TokenizerError(f"{directory}: special tokens {SPECIAL_TOKENS} have ids {ids}, expected [0, 1, 2]")
     return tokenizer
 
 
