@@ -229,21 +229,21 @@ def evaluate_runs(run_dirs: Sequence[Path], budget: Budget, eval_data: Path | No
 
     from babykd.evaluation import evaluate_model
     from babykd.evaluation.report import read_results, write_results
+    from babykd.evaluation.tasks import load_tasks
 
     clock = StageClock(out_root)
     device = "cuda" if _cuda() else "cpu"
+    tasks = None  # read and parsed once, for the first model that needs them
     for run_dir in run_dirs:
         results_path = run_dir / "eval" / "results.json"
         if results_path.exists() and set(EVAL_TASKS) <= set(read_results(results_path)["tasks"]):
             continue
         print(f"evaluating {run_dir.name}", flush=True)
         started = time.perf_counter()
+        tasks = tasks or load_tasks(EVAL_TASKS, eval_data, budget.evaluation.max_items_per_subtask)
         model = AutoModelForCausalLM.from_pretrained(run_dir).to(device)
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
-        results = evaluate_model(
-            model, tokenizer, EVAL_TASKS, eval_data,
-            max_items_per_subtask=budget.evaluation.max_items_per_subtask, model_name=str(run_dir), progress=False,
-        )
+        results = evaluate_model(model, tokenizer, tasks, model_name=str(run_dir), progress=False)
         write_results(results_path, results)
         clock.record(f"evaluate {run_dir.name}", time.perf_counter() - started)
 
@@ -378,7 +378,8 @@ def paired(a: ModelRow, b: ModelRow, key: str) -> Paired | None:
 def _describe(key: str, result: Paired) -> str:
     scale, unit = (1.0, "nats") if key == DEV_CE else (100.0, "points")
     spread = "" if math.isnan(result.sd) else f", sd {result.sd * scale:.2f}"
-    verdict = "exceeds seed noise" if result.exceeds_noise else "within seed noise"
+    better = result.mean < 0 if key == DEV_CE else result.mean > 0
+    verdict = f"exceeds seed noise: {'better' if better else 'worse'}" if result.exceeds_noise else "within seed noise"
     return (f"{key} {result.mean * scale:+.2f} {unit} ({result.n} paired seeds{spread}; "
             f"{result.favour_a}/{result.n} seeds favour it; {verdict})")
 

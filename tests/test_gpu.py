@@ -13,6 +13,9 @@ CI tests) computes on the same batch, in one process:
   BLiMP/supplement/EWoK items;
 * the offline teacher cache built on CUDA equals the one built on the CPU.
 
+Tests run cheapest first, so a run stopped at the kit's time limit still has
+the distinct checks; the per-recipe steps come last.
+
 Without a GPU every test here is skipped, except when
 ``BABYKD_GPU_TEST_DEVICE=cpu`` is set: then "the GPU" is the CPU and the same
 comparisons run CPU against CPU. That proves nothing about CUDA; it is how the
@@ -93,43 +96,6 @@ def test_bf16_pretraining_step_matches_fp32_cpu(tiny_config) -> None:
     assert_close_steps(first_step(make, DEVICE, "device"), first_step(make, "cpu", "cpu"))
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_bf16_distillation_step_matches_fp32_cpu(tiny_config, tiny_teachers, recipe: Path) -> None:
-    def make(tag: str) -> Any:
-        return recipe_config(tiny_config, recipe, f"gpu-{recipe.stem}-{tag}", tiny_teachers, "training.max_steps=1")
-
-    gpu, cpu = first_step(make, DEVICE, "device"), first_step(make, "cpu", "cpu")
-    assert any(key.startswith("loss_") and key != "loss_ce" for key in cpu), f"{recipe.stem}: no distillation term"
-    assert_close_steps(gpu, cpu)
-
-
-def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "model.safetensors"))
-
-
-@pytest.mark.parametrize("recipe", ["BabyLlama1-58M-strict", "PalenkaLlama1-58M-strict-L0.1-H0.5"])
-def test_kd_and_dskd_resume_bit_exact(tiny_config, tiny_teachers, recipe: str) -> None:
-    path = Path(f"config/runs/distill/{recipe}.yaml")
-    overrides = ("training.max_steps=6", "training.save_steps=3", "data.random_offset=true")
-
-    def config(name: str) -> Any:
-        return recipe_config(tiny_config, path, f"gpu-resume-{recipe}-{name}", tiny_teachers, *overrides)
-
-    reference = run_training(config("uninterrupted"))
-    interrupted = config("interrupted")
-    assert run_training(interrupted, callbacks=[SignalAtStep(3)]).preempted
-    resumed = run_training(interrupted, resume=True)
-    assert is_finished(resumed.run_dir)
-    expected, actual = _weights(reference.run_dir), _weights(resumed.run_dir)
-    differing = [k for k in expected if not torch.equal(expected[k], actual[k])]
-    if differing:  # say whether resuming is at fault or the device is not deterministic at all
-        again = _weights(run_training(config("uninterrupted-again")).run_dir)
-        nondeterministic = [k for k in expected if not torch.equal(expected[k], again[k])]
-        pytest.fail(f"{len(differing)} tensors differ after resume (e.g. {differing[0]}); two uninterrupted runs "
-                    f"differ in {len(nondeterministic)} tensors" + (" (the device is not deterministic)"
-                                                                   if nondeterministic else ""))
-
-
 @contextlib.contextmanager
 def exact_fp32() -> Iterator[None]:
     """fp32 matmuls without TF32 (training turns TF32 on process-wide; a fresh `babykd.evaluate` has it off)."""
@@ -182,3 +148,40 @@ def test_teacher_cache_built_on_device_equals_cpu(tiny_config, tiny_teachers, tm
     diff = np.abs(np.asarray(cpu.log_probs, dtype=np.float32) - np.asarray(device.log_probs, dtype=np.float32))
     assert diff[same_ids].max() <= 2e-3 and (diff[~same_ids].max() if (~same_ids).any() else 0.0) <= 1e-2
     assert cpu.meta["top_k_mass"] == pytest.approx(device.meta["top_k_mass"], abs=1e-4)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+@pytest.mark.parametrize("recipe", ["BabyLlama1-58M-strict", "PalenkaLlama1-58M-strict-L0.1-H0.5"])
+def test_kd_and_dskd_resume_bit_exact(tiny_config, tiny_teachers, recipe: str) -> None:
+    path = Path(f"config/runs/distill/{recipe}.yaml")
+    overrides = ("training.max_steps=6", "training.save_steps=3", "data.random_offset=true")
+
+    def config(name: str) -> Any:
+        return recipe_config(tiny_config, path, f"gpu-resume-{recipe}-{name}", tiny_teachers, *overrides)
+
+    reference = run_training(config("uninterrupted"))
+    interrupted = config("interrupted")
+    assert run_training(interrupted, callbacks=[SignalAtStep(3)]).preempted
+    resumed = run_training(interrupted, resume=True)
+    assert is_finished(resumed.run_dir)
+    expected, actual = _weights(reference.run_dir), _weights(resumed.run_dir)
+    differing = [k for k in expected if not torch.equal(expected[k], actual[k])]
+    if differing:  # say whether resuming is at fault or the device is not deterministic at all
+        again = _weights(run_training(config("uninterrupted-again")).run_dir)
+        nondeterministic = [k for k in expected if not torch.equal(expected[k], again[k])]
+        pytest.fail(f"{len(differing)} tensors differ after resume (e.g. {differing[0]}); two uninterrupted runs "
+                    f"differ in {len(nondeterministic)} tensors" + (" (the device is not deterministic)"
+                                                                   if nondeterministic else ""))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_bf16_distillation_step_matches_fp32_cpu(tiny_config, tiny_teachers, recipe: Path) -> None:
+    def make(tag: str) -> Any:
+        return recipe_config(tiny_config, recipe, f"gpu-{recipe.stem}-{tag}", tiny_teachers, "training.max_steps=1")
+
+    gpu, cpu = first_step(make, DEVICE, "device"), first_step(make, "cpu", "cpu")
+    assert any(key.startswith("loss_") and key != "loss_ce" for key in cpu), f"{recipe.stem}: no distillation term"
+    assert_close_steps(gpu, cpu)

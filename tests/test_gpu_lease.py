@@ -1,6 +1,7 @@
 """CPU smoke of the GPU lease kit (benchmarks/gpu_lease.sh): it must already run when a GPU is lent.
 
-A lease is too short to debug in, so the kit's whole path runs here: the pack
+A lease is too short to debug in, so the kit's whole path runs here, with the
+packages the GPU machine lacks made unimportable: the pack
 from ../shared fits the transfer limit with the working tree, the smoke mode
 runs every stage (the `gpu` tests against the CPU, the training benchmark at
 tiny shapes, the evaluation benchmark on a tiny model) and writes the results
@@ -69,10 +70,38 @@ def test_pack_refuses_missing_shared_data(tmp_path: Path) -> None:
         gpu_lease.pack(tmp_path / "pack", tmp_path / "no-shared")
 
 
+#: Installed here, absent on the GPU machine: the smoke runs with them hidden, as if not installed
+#: (`find_spec` gives None, so optional-import checks in our code and in transformers see them absent).
+NOT_ON_GPU_MACHINE = ("minicons", "datasets", "nbclient")
+HIDE_PACKAGES = f'''import sys
+
+ABSENT = {set(NOT_ON_GPU_MACHINE)!r}
+
+
+class HideAbsent:
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ABSENT:
+            return None
+        return self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, attr):
+        return getattr(self.finder, attr)
+
+
+sys.meta_path[:] = [HideAbsent(f) if getattr(f, "__name__", "") == "PathFinder" else f for f in sys.meta_path]
+'''
+
+
 @pytest.fixture(scope="module")
 def smoke(pack_dir, tiny_teachers, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     out = tmp_path_factory.mktemp("lease-out")
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "BABYKD_PYTHON": sys.executable}
+    blockers = tmp_path_factory.mktemp("not-on-gpu-machine")
+    (blockers / "sitecustomize.py").write_text(HIDE_PACKAGES)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "BABYKD_PYTHON": sys.executable,
+           "PYTHONPATH": str(blockers)}
     completed = subprocess.run(
         ["bash", str(REPO_ROOT / "benchmarks" / "gpu_lease.sh"), str(out), "--smoke", "--pack-dir", str(pack_dir[0]),
          "--eval-model", str(tiny_teachers[0])],

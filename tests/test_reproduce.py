@@ -24,7 +24,7 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     text = (out / "RESULTS.md").read_text()
     assert (out / "RESULTS.png").stat().st_size > 1000
     recipes = reproduce.load_budget(budget).plan
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "strict" in line]
+    rows = [line for line in text.splitlines() if any(f" | {role} | " in line for role in reproduce.ROLES)]
     assert len(rows) == len(recipes.teachers) + len(recipes.baselines) + len(recipes.students)
     student = next(line for line in rows if line.startswith("| BabyLlama1-58M-strict |"))
     assert " ± " in student and student.rstrip().endswith("| 2 |")  # mean ± sd over 2 seeds
@@ -115,7 +115,7 @@ def test_table_columns_line_up_and_findings_pair_differences_by_seed() -> None:
                                "3.950 ± 0.132 | 0.700 ± 0.010 (0.0100)")
     text = reproduce.findings(rows)
     # scores per seed: +0.10, +0.09, +0.08 -> mean 9.0 points, sd 1.0: far above its standard error
-    assert "blimp_filtered +9.00 points (3 paired seeds, sd 1.00; 3/3 seeds favour it; exceeds seed noise)" in text
+    assert "blimp_filtered +9.00 points (3 paired seeds, sd 1.00; 3/3 seeds favour it; exceeds seed noise: better)" in text
     # dev CE per seed: -0.1, +0.05, -0.1 -> mean -0.05, sd 0.087, 2·SE 0.1: not above it
     assert "dev CE -0.05 nats (3 paired seeds, sd 0.09; 2/3 seeds favour it; within seed noise)" in text
     assert "Teacher GPT2-705M-strict reached dev CE 3.000 against Llama-58M-strict (no teachers) 4.100 ± 0.100: " \
