@@ -1,76 +1,253 @@
-"""Zero-shot evaluation of any causal-LM checkpoint, with the official BabyLM 2024 arithmetic.
+"""Zero-shot evaluation of any causal-LM checkpoint, scored as the official BabyLM pipeline scores it.
 
-    python -m babykd.evaluate MODEL_DIR --tasks blimp_filtered blimp_supplement ewok_filtered
+    python -m babykd.evaluate MODEL_DIR                      # BLiMP, supplement, EWoK (2025 rules)
+    python -m babykd.evaluate MODEL_DIR --tasks all          # the whole 2025 zero-shot suite
+    python -m babykd.evaluate MODEL_DIR --fast --revision chck_7M   # fast sets, an intermediate checkpoint
+    python -m babykd.evaluate MODEL_DIR --protocol 2024      # the 2024 lm-eval-harness arithmetic
 
-MODEL is anything `AutoModelForCausalLM` / `AutoTokenizer` load. Results go to
-MODEL_DIR/eval/results.json (or --output), written atomically and merged with
-tasks already scored there; a one-line summary is printed.
+`--protocol 2025` (default; the 2026 strict tracks use the same code) follows
+``babylm/evaluation-pipeline-2025`` (`babykd.evaluation.ranking`, `.reading`);
+`--protocol 2024` the lm-evaluation-harness pipeline of 2024
+(`babykd.evaluation.scorer`). Results go to MODEL_DIR/eval/results.json (a
+revision's to MODEL_DIR/eval/revisions/REV/results.json), written atomically,
+keyed by a fingerprint of the weights: tasks scored on other weights are
+dropped. With protocol 2025 the official per-task predictions and the
+leaderboard submission file (MODEL_DIR/eval/all_full_preds_and_fast_scores_causal.json)
+are written too. A revision is the checkpoint MODEL_DIR/revisions/REV.
+
+Age of acquisition and (Super)GLUE fine-tuning are separate commands
+(``scripts/eval-aoa.sh``, ``scripts/eval-finetune.sh``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import sys
+import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from babykd.evaluation.report import summary_line, write_results
+from babykd.evaluation import submission
+from babykd.evaluation.report import read_results, summary_line, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
+from babykd.evaluation.suite import SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source
+from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, TaskDataError, load_tasks
+from babykd.provenance import provenance
+
+PROTOCOLS = ("2025", "2024")
+#: Task families of the 2025 suite that other commands score.
+SEPARATE_COMMANDS = {
+    "aoa": "scripts/eval-aoa.sh MODEL_DIR (python -m babykd.evaluation.aoa)",
+    "glue": "scripts/eval-finetune.sh MODEL_DIR [TASK...] (python -m babykd.evaluation.finetune)",
+}
+#: Weight files hashed for the results' fingerprint.
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+class CleanError(Exception):
+    """An input problem reported as one line (the traceback only with --debug)."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m babykd.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m babykd.evaluate", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     parser.add_argument("model", help="checkpoint directory (or hub name) with model and tokenizer")
     parser.add_argument(
         "--tasks", nargs="+", default=list(DEFAULT_TASKS),
-        help=f"task names ({', '.join(TASK_FOLDERS)}) or directories of JSONL files (default: all three)",
+        help=f"'all', task names (2025: {', '.join(SUITE_TASKS)}; 2024: {', '.join(TASK_FOLDERS)}) "
+        "or folders of JSONL files (BLiMP- or EWoK-style items; default: the three BLiMP/EWoK tasks)",
     )
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="2025", help="scoring rules (default: 2025)")
+    parser.add_argument("--fast", action="store_true", help="2025 fast sets (fast_eval/), for intermediate checkpoints")
+    parser.add_argument("--revision", help="score MODEL_DIR/revisions/REVISION (e.g. chck_7M)")
     parser.add_argument(
         "--data-dir", type=Path, default=None,
-        help="directory holding the official task folders (default: $BABYKD_EVAL_DATA, else ../shared/evaluation_data)",
+        help="folder holding blimp_filtered/, supplement_filtered/, ewok_filtered/ (default: $BABYKD_EVAL_DATA, "
+        "else ../shared/evaluation_data); a flat folder of JSONL files is a task of its own: --tasks DIR",
+    )
+    parser.add_argument(
+        "--suite-data", type=Path, default=None,
+        help="the BabyLM 2025 evaluation zip, or a folder with full_eval/ and fast_eval/ "
+        "(default: $BABYKD_EVAL_DATA_2025, else ../shared/evaluation_data_2025.zip)",
     )
     parser.add_argument("--output", type=Path, help="results JSON (default: MODEL_DIR/eval/results.json)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32 (official numbers) or bf16")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-tokens", type=int, default=None, help="token budget per forward pass")
-    parser.add_argument("--max-items-per-subtask", type=int, default=None, help="score an evenly spaced subset")
+    parser.add_argument(
+        "--max-items-per-subtask", type=int, default=None,
+        help="score at most N items per subtask file: evenly spaced items (every template stays in), "
+        "not the first N as lm-eval's --limit",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks for input errors")
     args = parser.parse_args(argv)
-    if args.output is None:
-        if not Path(args.model).is_dir():
-            parser.error(f"{args.model} is not a local directory: give --output for its results")
-        args.output = Path(args.model) / "eval" / "results.json"
     local = Path(args.model)
-    args.model_name = str(local.resolve()) if local.is_dir() else args.model
+    if args.revision:
+        args.model = str(local / "revisions" / args.revision)
+    if args.output is None:
+        if not local.is_dir():
+            parser.error(f"{local} is not a local directory: give --output for its results")
+        sub = Path("revisions", args.revision) if args.revision else Path()
+        args.output = local / "eval" / sub / "results.json"
+    args.eval_dir = args.output.parent if not args.revision else args.output.parent.parent.parent
+    args.model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
     for flag in ("batch_tokens", "max_items_per_subtask"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
+    if args.protocol == "2024" and args.fast:
+        parser.error("--fast is a 2025-protocol option")
+    if args.tasks == ["all"]:
+        args.tasks = list(SUITE_TASKS) if args.protocol == "2025" else list(DEFAULT_TASKS)
+    elif args.protocol == "2025":
+        unknown = [t for t in args.tasks if t not in SUITE_TASKS and not Path(t).is_dir()]
+        if unknown:
+            hint = {t: SEPARATE_COMMANDS[t] for t in unknown if t in SEPARATE_COMMANDS}
+            extra = "; ".join(f"{t}: {c}" for t, c in hint.items())
+            parser.error(
+                f"unknown 2025 task(s) {', '.join(unknown)}; choose from all, {', '.join(SUITE_TASKS)}"
+                + (f" ({extra})" if extra else "") + ", or a folder of JSONL files"
+            )
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    try:  # data first: a bad task name or line fails before any model is loaded
-        tasks = load_tasks(args.tasks, args.data_dir, args.max_items_per_subtask)
-    except TaskDataError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    # Loaded in fp32 whatever the checkpoint's dtype: bf16 mode is autocast over fp32 weights.
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(device)
+def weights_fingerprint(model_dir: str | Path) -> str | None:
+    """SHA-256 over the weight files' names and contents; None for a hub name."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return None
+    files = sorted({f for pattern in WEIGHT_PATTERNS for f in model_dir.glob(pattern) if f.name != "training_args.bin"})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_tokenizer(model: str) -> Any:
+    """The checkpoint's tokenizer; a missing or damaged one is a one-line CleanError."""
+    path = Path(model)
+    if path.is_dir():
+        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
+            raise CleanError(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json) in this folder")
+        tokenizer_json = path / "tokenizer.json"
+        if tokenizer_json.is_file():
+            try:
+                json.loads(tokenizer_json.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise CleanError(f"{tokenizer_json}: damaged tokenizer file ({exc})") from exc
     try:
-        results = evaluate_model(
-            model, tokenizer, tasks, dtype=args.dtype,
-            batch_tokens=args.batch_tokens, progress=not args.no_progress, model_name=args.model_name,
-        )
-    except ValueError as exc:  # a choice the tokenizer cannot encode
-        raise SystemExit(f"error: {exc}") from None
+        return AutoTokenizer.from_pretrained(model)
+    except Exception as exc:  # transformers raises many types for a bad folder; name the folder
+        raise CleanError(f"{model}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+
+
+def load_model(model: str, device: torch.device) -> torch.nn.Module:
+    """The model in fp32 (bf16 mode is autocast over fp32 weights); failures name the folder."""
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).to(device)
+    except Exception as exc:
+        raise CleanError(f"{model}: cannot load the model ({type(exc).__name__}: {exc})") from exc
+
+
+def run_2024(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, tasks: list) -> dict[str, Any]:
+    results = evaluate_model(
+        model, tokenizer, tasks, dtype=args.dtype,
+        batch_tokens=args.batch_tokens, progress=not args.no_progress, model_name=args.model_name,
+    )
+    for entry in results["tasks"].values():
+        entry["protocol"] = "2024"
+    return results
+
+
+def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, source: Any) -> dict[str, Any]:
+    def report_missing(task: str, exc: MissingEvalData) -> None:
+        print(f"missing data, not scored: {task}: {exc}", file=sys.stderr)
+
+    entries, preds, missing = evaluate_suite(
+        model, tokenizer, args.tasks, source, max_items_per_subtask=args.max_items_per_subtask,
+        dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress,
+        on_missing=report_missing if len(args.tasks) > 1 else None,
+    )
+    if args.max_items_per_subtask is None:  # a subset is never a submission
+        for task, task_preds in preds.items():
+            revision = args.revision if source.fast else None
+            if task in SUBMISSION_KEYS and (source.fast or not args.revision):
+                submission.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds)
+    wall = sum(e["wall_time_s"] for e in entries.values())
+    return {
+        "model": args.model_name,
+        "revision": args.revision,
+        "dtype": args.dtype,
+        "model_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "wall_time_s": round(wall, 3),
+        "tasks": entries,
+        "missing": missing,
+        "separate_commands": SEPARATE_COMMANDS,
+        **provenance(torch_device=str(next(model.parameters()).device)),
+    }
+
+
+def collate_submission(eval_dir: Path) -> tuple[Path, list[str]]:
+    """The submission file from the final model's predictions and every revision's fast results."""
+    revisions = {}
+    for path in sorted((eval_dir / "revisions").glob("*/results.json")):
+        revisions[path.parent.name] = read_results(path)
+    return submission.collate(eval_dir, revisions)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    try:  # data first: a bad task name or line fails before any model is loaded
+        if args.protocol == "2024":
+            tasks = load_tasks(args.tasks, args.data_dir, args.max_items_per_subtask)
+        else:
+            source = make_source(args.fast, args.data_dir, args.suite_data)
+    except TaskDataError as exc:
+        raise CleanError(str(exc)) from exc
+    if not Path(args.model).exists() and args.revision:
+        raise CleanError(f"{args.model}: no such revision folder")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(args.model)
+    model = load_model(args.model, device)
+    try:
+        if args.protocol == "2024":
+            results = run_2024(args, model, tokenizer, tasks)
+        else:
+            results = run_2025(args, model, tokenizer, source)
+    except (TaskDataError, ValueError) as exc:  # missing data, a choice the tokenizer cannot encode
+        raise CleanError(str(exc)) from exc
+    results["weights_sha256"] = weights_fingerprint(args.model)
     written = write_results(args.output, results)
     print(summary_line(results, args.output))
+    if args.protocol == "2025" and args.max_items_per_subtask is None:
+        path, missing = collate_submission(args.eval_dir)
+        print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    if argv is None:
+        argv = sys.argv[1:]
+    if any(a == "--max-items" or a.startswith("--max-items=") for a in argv):
+        raise SystemExit("error: the flag is --max-items-per-subtask (an evenly spaced subset per subtask)")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except CleanError as exc:
+        if args.debug:
+            traceback.print_exc()
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -281,11 +281,11 @@ def test_cli_writes_results_merges_tasks_and_prints_summary(checkpoint, data_dir
     from babykd.evaluate import main
 
     monkeypatch.setenv("BABYKD_EVAL_DATA", str(data_dir))
-    main([str(checkpoint), "--tasks", "blimp_filtered", "blimp_supplement", "--no-progress"])
+    main([str(checkpoint), "--protocol", "2024", "--tasks", "blimp_filtered", "blimp_supplement", "--no-progress"])
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{checkpoint.resolve()}: blimp_filtered ") and "blimp_supplement" in line
     user_task = write_task(data_dir.parent / "my_pairs", {"mine": PAIRS_B})
-    main([str(checkpoint), "--tasks", "ewok_filtered", str(user_task), "--no-progress", "--dtype", "bf16"])
+    main([str(checkpoint), "--protocol", "2024", "--tasks", "ewok_filtered", str(user_task), "--no-progress", "--dtype", "bf16"])
     results = json.loads((checkpoint / "eval" / "results.json").read_text())
     assert list(results["tasks"]) == ["blimp_filtered", "blimp_supplement", "ewok_filtered", "my_pairs"]
     assert [results["tasks"][t]["dtype"] for t in ("blimp_filtered", "ewok_filtered")] == ["fp32", "bf16"]
@@ -303,7 +303,7 @@ def test_cli_reports_bad_data_before_loading_the_model(tmp_path, capsys):
     folder = write_task(tmp_path / "broken", {"a": PAIRS_A})
     (folder / "a.jsonl").write_text("{}\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="a.jsonl:1: no item fields"):
-        main([str(tmp_path / "no-model-here"), "--tasks", str(folder), "--output", str(tmp_path / "r.json")])
+        main([str(tmp_path / "no-model-here"), "--protocol", "2024", "--tasks", str(folder), "--output", str(tmp_path / "r.json")])
 
 
 def test_shell_script_runs_from_any_directory(checkpoint, data_dir, tmp_path):

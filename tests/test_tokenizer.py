@@ -4,6 +4,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from babykd.data.tokenizer import (
+    DOCUMENT_START_ID,
     load_tokenizer,
     save_tokenizer,
     tokenizer_fingerprint,
@@ -49,20 +50,25 @@ def test_vocabulary_has_all_bytes_and_merges_from_training(saved):
 )
 def test_round_trip_is_byte_exact_including_unseen_characters(saved, text):
     tokenizer, _ = saved
-    ids = tokenizer(text)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     # The pre-tokenizer adds one space before the text (prefix space), nothing else changes.
     assert tokenizer.decode(ids) == " " + text
 
 
 def test_nfkc_folds_compatibility_characters(saved):
     tokenizer, _ = saved
-    assert tokenizer.decode(tokenizer("ﬁne ① Ｆｕｌｌ")["input_ids"]) == " fine 1 Full"
+    assert tokenizer.decode(tokenizer("ﬁne ① Ｆｕｌｌ", add_special_tokens=False)["input_ids"]) == " fine 1 Full"
 
 
-def test_no_special_tokens_added_when_encoding(saved):
-    tokenizer, _ = saved
-    ids = tokenizer("yeah.")["input_ids"]
-    assert not {0, 1, 2} & set(ids)
+def test_default_encoding_prepends_the_document_start_token_only(saved):
+    """The official 2025 pipeline scores every word only if the tokenizer prepends a start token by default."""
+    tokenizer, directory = saved
+    for tok in (tokenizer, AutoTokenizer.from_pretrained(str(directory))):
+        plain = tok("yeah.", add_special_tokens=False)["input_ids"]
+        assert not {0, 1, 2} & set(plain)
+        encoded = tok("yeah.", return_offsets_mapping=True)
+        assert encoded["input_ids"] == [DOCUMENT_START_ID] + plain
+        assert encoded["offset_mapping"][0] == (0, 0)  # never overlaps a word, so never scored itself
 
 
 def test_autotokenizer_reload_is_identical(saved):

@@ -7,6 +7,14 @@ all 256 bytes never needs an unknown token. NFKC folds compatibility forms
 (``ﬁ`` -> ``fi``, ``①`` -> ``1``) so rare presentation variants do not take
 vocabulary slots. Saved as a standard Hugging Face tokenizer so
 ``AutoTokenizer.from_pretrained`` and any downstream tool loads it unchanged.
+
+Why a BOS post-processor: the official BabyLM 2025 pipeline tokenizes each
+sentence with the tokenizer's DEFAULT special tokens and, for a causal LM,
+never scores the first token (it has no left context). With ``<s>`` prepended
+by default, the first word is scored after ``<s>``; without it, every BLiMP
+sentence loses its first word. Training never sees the BOS: the token cache
+encodes with ``add_special_tokens=False`` (`babykd.data.cache`), and so does
+the 2024 evaluation protocol.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 #: In this order, so their ids are 0, 1, 2.
 SPECIAL_TOKENS = (PAD, BOS, EOS)
 TOKENIZER_FILE = "tokenizer.json"
+#: The token the tokenizer prepends by default (see the module docstring for why this one).
+DOCUMENT_START = EOS
+DOCUMENT_START_ID = SPECIAL_TOKENS.index(DOCUMENT_START)
 
 
 class TokenizerError(UserError, ValueError):
@@ -52,7 +63,7 @@ def train_tokenizer(
     core.normalizer = normalizers.NFKC()
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.ByteLevel(trim_offsets=True)
+    core.post_processor = bos_post_processor()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -62,6 +73,29 @@ def train_tokenizer(
     )
     core.train_from_iterator(texts, trainer, length=length)
     logger.info("trained tokenizer: %d tokens", core.get_vocab_size())
+    return wrap(core)
+
+
+def bos_post_processor() -> processors.PostProcessor:
+    """Byte-level offset trimming, then `DOCUMENT_START` before each sequence (with special tokens on)."""
+    start = DOCUMENT_START
+    return processors.Sequence([
+        processors.ByteLevel(trim_offsets=True),
+        processors.TemplateProcessing(
+            single=f"{start} $A", pair=f"{start} $A {start} $B", special_tokens=[(start, DOCUMENT_START_ID)]
+        ),
+    ])
+
+
+def with_bos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerFast:
+    """A copy of a saved (older) tokenizer of ours that prepends `DOCUMENT_START` by default.
+
+    For tokenizers trained before the BOS post-processor: the ids of every
+    text are unchanged, so a model trained with the old one is scored with this
+    one.
+    """
+    core = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    core.post_processor = bos_post_processor()
     return wrap(core)
 
 

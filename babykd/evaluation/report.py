@@ -39,11 +39,13 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str, Any]:
-    """Write `results` atomically, keeping tasks of an earlier run of the same model not re-scored.
+    """Write `results` atomically, keeping tasks scored earlier on the SAME weights and not re-scored.
 
     So `eval-blimp.sh` then `eval-ewok.sh` leave one file with all three tasks;
-    each task entry carries its own dtype, subset size and data checksum.
-    Returns what was written.
+    each task entry carries its own dtype, subset size and data checksum. An
+    earlier entry is kept only when the model path and the weights'
+    fingerprint (``weights_sha256``) both match: a model retrained into the
+    same folder never shows scores of its old weights. Returns what was written.
     """
     path = Path(path)
     merged = results
@@ -53,14 +55,19 @@ def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str,
         except ValueError as exc:  # never lose a finished evaluation to a damaged old file
             print(f"warning: replacing {exc}", file=sys.stderr)
         else:
-            if old.get("model") == results["model"]:
+            same = old.get("model") == results["model"] and old.get("weights_sha256") == results.get("weights_sha256")
+            if same:
                 merged = {**results, "tasks": {**old["tasks"], **results["tasks"]}}
+            elif old.get("model") == results["model"] and old["tasks"]:
+                print(
+                    f"note: {path}: dropped {', '.join(old['tasks'])} (scored on other weights)", file=sys.stderr
+                )
     atomic_write_json(path, merged)
     return merged
 
 
 def format_score(entry: dict[str, Any]) -> str:
-    """`0.694 ± 0.0016`, as in the seeds' tables (no stderr for a 1-item subtask)."""
+    """`0.694 ± 0.0016`, as in the seeds' tables (no stderr for a 1-item subtask or a correlation)."""
     if entry.get("stderr") is None:
         return f"{entry['score']:.3f}"
     return f"{entry['score']:.3f} ± {entry['stderr']:.4f}"
@@ -69,8 +76,9 @@ def format_score(entry: dict[str, Any]) -> str:
 def summary_line(results: dict[str, Any], path: str | os.PathLike | None = None) -> str:
     """One line: model, each task's score, throughput (and where the file went)."""
     scores = " | ".join(f"{name} {format_score(entry)}" for name, entry in results["tasks"].items())
+    amount = f"{results['sentences']:,} sentences in " if "sentences" in results else ""
     line = (
-        f"{results['model']}: {scores} | {results['sentences']:,} sentences in "
+        f"{results['model']}: {scores} | {amount}"
         f"{results['wall_time_s']:.1f} s ({results['dtype']}, {results['torch_device']})"
     )
     return f"{line} -> {path}" if path is not None else line

@@ -1,0 +1,150 @@
+"""Completion ranking with the arithmetic of the BabyLM 2025 pipeline (``--protocol 2025``).
+
+The 2025/2026 pipeline (github ``babylm/evaluation-pipeline-2025``,
+``evaluation_pipeline/sentence_zero_shot``, causal backend) scores every
+zero-shot sentence task the same way. The rules, as its code applies them:
+
+* Each candidate is a whole ``sentence`` and the ``completion`` at its end whose
+  tokens are scored. The sentence is tokenized with the tokenizer's DEFAULT
+  special tokens and character offsets (a fast tokenizer is required).
+* Scored tokens: those whose character span ends after
+  ``len(sentence) - len(completion) + offsets[0][0]``; a special token has the
+  span (0, 0) and is never scored.
+* The causal shift drops the first token's score: inputs are ``tokens[:-1]``,
+  targets ``tokens[1:]``. So the first word of a sentence is scored only when
+  the tokenizer itself prepends a BOS (see `babykd.data.tokenizer`).
+* A candidate's score is the sum of its scored tokens' log-softmax (no length
+  normalisation, temperature 1). The prediction is the first maximum
+  (``torch.max``), so a tie picks candidate 0, the correct one.
+* Accuracy per ``UID`` (BLiMP: the record's UID; supplement: the file stem;
+  EWoK: ``Domain``; entity tracking: ``<file stem>_<numops>_ops``); the task
+  score is the unweighted mean over UIDs.
+* WUG tasks: the model's preference is the softmax over the candidates'
+  scores, at candidate 0; the metric is Spearman's rho with the human ratio.
+
+What is ours: the candidates are turned into `scorer.Request`s (tokens up to
+the last scored one; later tokens cannot change earlier log-probs in a causal
+LM) and scored by the same batched, de-duplicated `scorer.loglikelihoods` as
+the 2024 protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from babykd.evaluation.scorer import Request, loglikelihoods
+from babykd.evaluation.stats import spearman
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One item: candidate sentences (the correct one first) and the completion scored in each."""
+
+    uid: str
+    sentences: tuple[str, ...]
+    completions: tuple[str, ...]
+    #: Task-specific values the metric needs (the WUG human ratio).
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.sentences) != len(self.completions) or len(self.sentences) < 2:
+            raise ValueError(f"{self.uid}: need >= 2 sentences with one completion each, got {self}")
+        for sentence, completion in zip(self.sentences, self.completions):
+            if not sentence.endswith(completion):
+                raise ValueError(f"{self.uid}: completion {completion!r} is not the end of {sentence!r}")
+
+
+def require_fast(tokenizer: Any) -> None:
+    """The 2025 rules need character offsets, which only fast (Rust) tokenizers give."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"protocol 2025 needs a fast tokenizer (character offsets); {type(tokenizer).__name__} is not one"
+        )
+
+
+def completion_request(ids: Sequence[int], offsets: Sequence[tuple[int, int]], sentence: str, completion: str) -> Request:
+    """The `Request` scoring the tokens of `completion` by the pipeline's offset rule."""
+    start_char = len(sentence) - len(completion) + offsets[0][0]
+    # Target position i (i >= 1, the shift) is scored when token i's span ends after start_char.
+    scored = [i for i in range(1, len(ids)) if offsets[i][1] > start_char]
+    if not scored:
+        return Request(tuple(ids[:1]), 0)
+    last = scored[-1]
+    if scored != list(range(last - len(scored) + 1, last + 1)):
+        raise ValueError(f"the completion tokens of {sentence!r} are not contiguous (special token inside?)")
+    return Request(tuple(ids[: last + 1]), len(scored))
+
+
+def candidate_requests(tokenizer: Any, items: Sequence[Candidates]) -> list[Request]:
+    """One request per candidate sentence of every item, in item order."""
+    require_fast(tokenizer)
+    pairs = [(s, c) for item in items for s, c in zip(item.sentences, item.completions)]
+    if not pairs:
+        return []
+    encoded = tokenizer([s for s, _ in pairs], return_offsets_mapping=True)
+    return [
+        completion_request(ids, offsets, sentence, completion)
+        for ids, offsets, (sentence, completion) in zip(encoded["input_ids"], encoded["offset_mapping"], pairs)
+    ]
+
+
+def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs: Any) -> np.ndarray:
+    """Log-likelihoods; a request with nothing scored scores 0, as an empty masked sum does."""
+    scores = np.zeros(len(requests))
+    live = [i for i, r in enumerate(requests) if r.n_scored]
+    if live:
+        scores[live] = loglikelihoods(model, [requests[i] for i in live], **kwargs)
+    return scores
+
+
+def score_candidates(model: torch.nn.Module, tokenizer: Any, items: Sequence[Candidates], **kwargs: Any) -> list[np.ndarray]:
+    """The score of every candidate of every item (one array per item)."""
+    scores = request_scores(model, candidate_requests(tokenizer, items), **kwargs)
+    out, offset = [], 0
+    for item in items:
+        out.append(scores[offset: offset + len(item.sentences)])
+        offset += len(item.sentences)
+    return out
+
+
+def choices(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The chosen candidate of each item: the first maximum, as `torch.max` picks it."""
+    return np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
+
+
+def preference(scores: np.ndarray) -> float:
+    """Softmax over the candidates' scores, at candidate 0 (the WUG model ratio)."""
+    shifted = np.exp(scores - scores.max())
+    return float(shifted[0] / shifted.sum())
+
+
+def accuracy_by_uid(items: Sequence[Candidates], chosen: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """{uid: {acc, n}} in first-seen order (the pipeline's per-UID accuracy, as a fraction)."""
+    out: dict[str, dict[str, float | int]] = {}
+    for item, choice in zip(items, chosen):
+        entry = out.setdefault(item.uid, {"correct": 0, "n": 0})
+        entry["correct"] += int(choice == 0)
+        entry["n"] += 1
+    return {uid: {"acc": e["correct"] / e["n"], "n": e["n"]} for uid, e in out.items()}
+
+
+def wug_correlation(items: Sequence[Candidates], scores: Sequence[np.ndarray]) -> tuple[float, list[float]]:
+    """(Spearman's rho of model preference vs human ratio, the preferences)."""
+    prefs = [preference(s) for s in scores]
+    return spearman(np.array(prefs), np.array([float(i.extra["ratio"]) for i in items])), prefs
+
+
+def predictions(items: Sequence[Candidates], chosen: np.ndarray, prefs: Sequence[float] | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The pipeline's ``predictions.json``: per UID, ``{"id": "<uid>_<k>", "pred": chosen completion}``."""
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for k, (item, choice) in enumerate(zip(items, chosen)):
+        rows = out.setdefault(item.uid, {"predictions": []})["predictions"]
+        row: dict[str, Any] = {"id": f"{item.uid}_{len(rows)}", "pred": item.completions[choice]}
+        if prefs is not None:
+            row["prob"] = prefs[k]
+        rows.append(row)
+    return out

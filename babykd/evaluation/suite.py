@@ -1,0 +1,269 @@
+"""The BabyLM 2025/2026 zero-shot suite: which data each task reads and how its score is formed.
+
+Full sets of BLiMP, supplement and EWoK come from the 2024-layout folder
+(`tasks.default_data_dir`, byte-identical to the 2025 release); everything
+else, and the fast subsets (``--fast``), from the 2025 zip or folder
+(`suite_data.SuiteData`). Task names are ours (results.json); each maps to the
+key the official collate step writes into the submission file.
+
+A task whose data is absent raises `MissingEvalData` naming the file; `--tasks
+all` collects these and reports them by name next to the scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from babykd.evaluation import ranking, reading
+from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.evaluation.tasks import TaskDataError, default_data_dir, subsample
+
+#: Our task name -> the key of the official submission file (collate_preds.py).
+SUBMISSION_KEYS: dict[str, str] = {
+    "blimp_filtered": "blimp",
+    "blimp_supplement": "blimp_supplement",
+    "ewok_filtered": "ewok",
+    "entity_tracking": "entity_tracking",
+    "wug_adj_nominalization": "wug_adj",
+    "wug_past_tense": "wug_past",
+    "reading": "reading",
+    "comps": "comps",
+}
+#: The zero-shot tasks of the 2025 suite, in the leaderboard's column order.
+SUITE_TASKS: tuple[str, ...] = tuple(SUBMISSION_KEYS)
+#: Tasks the pipeline has no fast variant of.
+FULL_ONLY: frozenset[str] = frozenset({"comps"})
+#: Entity-tracking splits, as the pipeline averages them.
+ENTITY_SPLITS: tuple[str, ...] = ("regular", "ambiref", "move_contents")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a task's files are: a folder of the 2024 layout or a folder inside the 2025 suite."""
+
+    fast: bool
+    data_dir: Path | None
+    suite: SuiteData | None
+    #: Why `suite` is None (the path looked for), for the error of a task that needs it.
+    suite_error: str = ""
+
+    def folder(self, task: str) -> list[tuple[str, bytes]]:
+        """(description, bytes) of every .jsonl file of `task` (a name or a user's folder), sorted by name."""
+        if task not in FOLDERS:
+            files = sorted(Path(task).glob("*.jsonl"))
+            if not files:
+                raise MissingEvalData(f"task {task!r}: no *.jsonl files in {task}")
+            return [(str(f), f.read_bytes()) for f in files]
+        rel = FOLDERS[task][1 if self.fast else 0]
+        if not self.fast and task in LEGACY_FOLDERS:
+            folder = (self.data_dir or default_data_dir()) / LEGACY_FOLDERS[task]
+            files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+            if files:
+                return [(str(f), f.read_bytes()) for f in files]
+            if self.suite is None or not self.suite.list(rel):
+                raise MissingEvalData(f"task {task!r}: no *.jsonl files in {folder} (pass --data-dir)")
+        suite = self.require_suite()
+        files = [p for p in suite.list(rel) if p.endswith(".jsonl")]
+        if not files:
+            raise MissingEvalData(f"task {task!r}: no {rel}/*.jsonl in {suite.source}")
+        return [(suite.describe(p), suite.read_bytes(p)) for p in files]
+
+    def reading_csv(self) -> tuple[str, bytes]:
+        suite = self.require_suite()
+        rel = f"{'fast' if self.fast else 'full'}_eval/reading/reading_data.csv"
+        return suite.describe(rel), suite.read_bytes(rel)
+
+    def require_suite(self) -> SuiteData:
+        if self.suite is None:
+            raise MissingEvalData(self.suite_error or "no BabyLM 2025 evaluation data given (pass --suite-data)")
+        return self.suite
+
+
+#: Task -> (full folder, fast folder) inside the 2025 suite.
+FOLDERS: dict[str, tuple[str, str]] = {
+    "blimp_filtered": ("full_eval/blimp_filtered", "fast_eval/blimp_fast"),
+    "blimp_supplement": ("full_eval/supplement_filtered", "fast_eval/supplement_fast"),
+    "ewok_filtered": ("full_eval/ewok_filtered", "fast_eval/ewok_fast"),
+    "entity_tracking": ("full_eval/entity_tracking", "fast_eval/entity_tracking_fast"),
+    "wug_adj_nominalization": ("full_eval/wug_adj_nominalization", "fast_eval/wug_adj_nominalization"),
+    "wug_past_tense": ("full_eval/wug_past_tense", "fast_eval/wug_past_tense"),
+    "comps": ("full_eval/comps", "full_eval/comps"),
+}
+#: Full sets read from the 2024-layout folder (`--data-dir`) rather than the zip.
+LEGACY_FOLDERS: dict[str, str] = {
+    "blimp_filtered": "blimp_filtered",
+    "blimp_supplement": "supplement_filtered",
+    "ewok_filtered": "ewok_filtered",
+}
+
+
+def _records(where: str, data: bytes) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file; errors name the file and line."""
+    out = []
+    for lineno, line in enumerate(data.decode("utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TaskDataError(f"{where}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise TaskDataError(f"{where}:{lineno}: expected a JSON object")
+        out.append(record)
+    if not out:
+        raise TaskDataError(f"{where}: no items")
+    return out
+
+
+def _stem(where: str) -> str:
+    return Path(where.rsplit(":", 1)[-1]).stem
+
+
+def _decode(task: str, where: str, record: dict[str, Any]) -> ranking.Candidates:
+    """One record -> Candidates, by the pipeline's per-task reader (read_files.py)."""
+    if task not in FOLDERS:  # a user's folder: BLiMP-style pairs or EWoK-style items
+        task = "blimp_filtered" if "sentence_good" in record else "ewok_filtered"
+    if task in ("blimp_filtered", "blimp_supplement"):
+        good, bad = record["sentence_good"], record["sentence_bad"]
+        uid = record["UID"] if "field" in record else _stem(where)
+        return ranking.Candidates(uid, (good, bad), (good, bad))
+    if task == "ewok_filtered":  # UID: the Domain (the official files have one per file, named so)
+        context, targets = record["Context1"], (record["Target1"], record["Target2"])
+        return ranking.Candidates(
+            record.get("Domain", _stem(where)), tuple(f"{context} {t}" for t in targets), tuple(f" {t}" for t in targets)
+        )
+    if task == "entity_tracking":
+        prefix, options = record["input_prefix"], tuple(record["options"])
+        return ranking.Candidates(
+            f"{_stem(where)}_{record['numops']}_ops", tuple(prefix + o for o in options), options
+        )
+    if task == "comps":
+        phrase = record["property_phrase"]
+        sentences = (f"{record['prefix_acceptable']} {phrase}", f"{record['prefix_unacceptable']} {phrase}")
+        return ranking.Candidates(_stem(where), sentences, (phrase, phrase))
+    sentences = tuple(record["sentences"].split("\t"))  # the two WUG tasks
+    uid = "wug_adj" if task == "wug_adj_nominalization" else "wug_past"
+    return ranking.Candidates(uid, sentences, sentences, {"ratio": float(record["ratio"])})
+
+
+def load_candidates(task: str, source: Source, max_items_per_subtask: int | None = None) -> tuple[list[ranking.Candidates], str]:
+    """(items, sha256 of the files read) of a ranking task; subsets are evenly spaced per file."""
+    items: list[ranking.Candidates] = []
+    digest = hashlib.sha256()
+    for where, data in source.folder(task):
+        digest.update(_stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
+        decoded = []
+        for lineno, record in enumerate(_records(where, data), start=1):
+            try:
+                decoded.append(_decode(task, where, record))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise TaskDataError(f"{where}: item {lineno}: {type(exc).__name__} {exc}") from None
+        items.extend(subsample(decoded, max_items_per_subtask))
+    return items, digest.hexdigest()
+
+
+def _accuracy_entry(task: str, items: Sequence[ranking.Candidates], scores: list[np.ndarray]) -> tuple[dict[str, Any], dict]:
+    chosen = ranking.choices(scores)
+    by_uid = ranking.accuracy_by_uid(items, chosen)
+    accs = {uid: e["acc"] for uid, e in by_uid.items()}
+    entry: dict[str, Any] = {
+        "metric": "accuracy",
+        "score": float(np.mean(list(accs.values()))),
+        "ties": int(sum(np.sum(s == s.max()) > 1 for s in scores)),
+        "subtasks": by_uid,
+    }
+    if task == "entity_tracking":  # mean over numops within each split, then over splits (run.py)
+        splits = {s: [a for uid, a in accs.items() if uid.startswith(s)] for s in ENTITY_SPLITS}
+        split_means = {s: float(np.mean(v)) for s, v in splits.items() if v}
+        entry["splits"] = split_means
+        entry["score_mean_over_subtasks"] = entry["score"]  # what calculate_results_from_pred.py averages
+        entry["score"] = float(np.mean(list(split_means.values())))
+    return entry, ranking.predictions(items, chosen)
+
+
+def score_task(
+    task: str, model: torch.nn.Module, tokenizer: Any, source: Source, *, max_items_per_subtask: int | None = None, **kwargs: Any
+) -> tuple[dict[str, Any], dict]:
+    """(results entry, official predictions.json content) of one 2025 task."""
+    if source.fast and task in FULL_ONLY:
+        raise MissingEvalData(f"task {task!r} has no fast variant in the 2025 pipeline")
+    if task == "reading":
+        where, data = source.reading_csv()
+        rows = reading.parse_reading_csv(data, where)
+        pred, prev_pred = reading.score_reading(model, tokenizer, rows, **kwargs)
+        entry = {"metric": "r2_gain", **reading.reading_scores(rows, pred, prev_pred), "n_items": len(rows)}
+        entry["score"] = entry["eye_tracking"]
+        return {**entry, "path": where, "data_sha256": hashlib.sha256(data).hexdigest()}, reading.reading_predictions(pred, prev_pred)
+    items, sha = load_candidates(task, source, max_items_per_subtask)
+    scores = ranking.score_candidates(model, tokenizer, items, **kwargs)
+    if task in ("wug_adj_nominalization", "wug_past_tense"):
+        rho, prefs = ranking.wug_correlation(items, scores)
+        entry: dict[str, Any] = {"metric": "spearman", "score": rho, "subtasks": {items[0].uid: {"spearman": rho, "n": len(items)}}}
+        preds = ranking.predictions(items, ranking.choices(scores), prefs)
+    else:
+        entry, preds = _accuracy_entry(task, items, scores)
+    entry.update(n_items=len(items), data_sha256=sha, max_items_per_subtask=max_items_per_subtask)
+    return entry, preds
+
+
+def result_name(task: str, fast: bool) -> str:
+    """The results.json key (a user folder's name); fast scores are never mixed up with full ones."""
+    name = task if task in FOLDERS or task == "reading" else Path(task).resolve().name
+    return f"{name}_fast" if fast else name
+
+
+def evaluate_suite(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    tasks: Sequence[str],
+    source: Source,
+    *,
+    max_items_per_subtask: int | None = None,
+    dtype: str = "fp32",
+    batch_tokens: int | None = None,
+    progress: bool = True,
+    on_missing: Callable[[str, MissingEvalData], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict], dict[str, str]]:
+    """Score `tasks`; returns (entries by result name, predictions by task, missing task -> reason).
+
+    A task whose data is missing is skipped only when `on_missing` is given
+    (``--tasks all``); otherwise its `MissingEvalData` propagates.
+    """
+    entries, preds, missing = {}, {}, {}
+    for task in tasks:
+        start = time.perf_counter()
+        try:
+            entry, task_preds = score_task(
+                task, model, tokenizer, source, max_items_per_subtask=max_items_per_subtask,
+                dtype=dtype, batch_tokens=batch_tokens, progress=progress,
+            )
+        except MissingEvalData as exc:
+            if on_missing is None:
+                raise
+            missing[task] = str(exc)
+            on_missing(task, exc)
+            continue
+        entry.update(protocol="2025", dtype=dtype, wall_time_s=round(time.perf_counter() - start, 3))
+        entries[result_name(task, source.fast)] = entry
+        preds[task] = task_preds
+    return entries, preds, missing
+
+
+def make_source(fast: bool, data_dir: str | os.PathLike | None, suite_data: str | os.PathLike | None) -> Source:
+    """A `Source`. An absent DEFAULT 2025 suite is not an error here: only the tasks that need it fail."""
+    data = Path(data_dir) if data_dir is not None else None
+    try:
+        return Source(fast, data, SuiteData(suite_data))
+    except MissingEvalData as exc:
+        if suite_data is not None:
+            raise
+        return Source(fast, data, None, str(exc))
