@@ -49,14 +49,12 @@ WORDS_SEEN = [float(int(s[5:-1]) * 1_000_000) for s in STEPS]
 
 
 def tokenizer_variant(kind: str) -> PreTrainedTokenizerFast:
-    """The project's tokenizer; "bos" prepends <s>, "bos_eos" also appends </s> (tokens after the word)."""
+    """The project's BPE recipe: "plain" adds no special token, "bos" prepends <s>, "bos_eos" also appends </s>."""
     tok = train_tokenizer(CORPUS, vocab_size=400, min_frequency=1, show_progress=False)
-    if kind != "plain":
-        template = "<s> $A </s>" if kind == "bos_eos" else "<s> $A"
-        tok.backend_tokenizer.post_processor = processors.Sequence([
-            processors.ByteLevel(trim_offsets=True),
-            processors.TemplateProcessing(single=template, special_tokens=[("<s>", 1), ("</s>", 2)]),
-        ])
+    byte_level = processors.ByteLevel(trim_offsets=True)
+    template = {"bos": "<s> $A", "bos_eos": "<s> $A </s>"}.get(kind)
+    tok.backend_tokenizer.post_processor = byte_level if template is None else processors.Sequence([
+        byte_level, processors.TemplateProcessing(single=template, special_tokens=[("<s>", 1), ("</s>", 2)])])
     return tok
 
 

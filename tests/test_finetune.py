@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel, PreTrainedTokenizerFast
 
 from babykd import REPO_ROOT
@@ -35,16 +36,12 @@ NOUNS = ["cat", "dog", "ball", "milk", "car", "tree"]
 
 
 def tiny_tokenizer(bos: bool) -> PreTrainedTokenizerFast:
-    """The project's tokenizer; without `bos` (the plain recipe) a text's first token is its first word."""
+    """The project's BPE recipe, with (pair: ``<s> A B``) or without a prepended BOS; without, token 0 is the first word."""
     corpus = [f"{a} {n} is here . the {n} sat" for a in POSITIVE + NEGATIVE for n in NOUNS] * 3
     tok = train_tokenizer(corpus, vocab_size=400, min_frequency=1, show_progress=False)
-    if bos:
-        from tokenizers import processors
-
-        tok.backend_tokenizer.post_processor = processors.Sequence([
-            processors.ByteLevel(trim_offsets=True),
-            processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)]),
-        ])
+    byte_level = processors.ByteLevel(trim_offsets=True)
+    template = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 1)])
+    tok.backend_tokenizer.post_processor = processors.Sequence([byte_level, template]) if bos else byte_level
     return tok
 
 
