@@ -25,7 +25,7 @@ import torch
 
 from babykd.evaluation import ranking, reading
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
-from babykd.evaluation.tasks import TaskDataError, default_data_dir, subsample
+from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, subsample
 
 #: Our task name -> the key of the official submission file (collate_preds.py).
 SUBMISSION_KEYS: dict[str, str] = {
@@ -65,12 +65,15 @@ class Source:
             return [(str(f), f.read_bytes()) for f in files]
         rel = FOLDERS[task][1 if self.fast else 0]
         if not self.fast and task in LEGACY_FOLDERS:
-            folder = (self.data_dir or default_data_dir()) / LEGACY_FOLDERS[task]
+            root = self.data_dir or default_data_dir()
+            folder = root / LEGACY_FOLDERS[task]
             files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
             if files:
                 return [(str(f), f.read_bytes()) for f in files]
             if self.suite is None or not self.suite.list(rel):
-                raise MissingEvalData(f"task {task!r}: no *.jsonl files in {folder} (pass --data-dir)")
+                raise MissingEvalData(
+                    f"task {task!r}: no *.jsonl files in {folder} (pass --data-dir)" + flat_folder_hint(root)
+                )
         suite = self.require_suite()
         files = [p for p in suite.list(rel) if p.endswith(".jsonl")]
         if not files:

@@ -83,6 +83,13 @@ def default_data_dir() -> Path:
     return shared / "evaluation_data"
 
 
+def flat_folder_hint(root: Path) -> str:
+    """For a --data-dir that holds JSONL files itself (e.g. the original 67-file BLiMP): how to score it."""
+    if root.is_dir() and any(root.glob("*.jsonl")):
+        return f"; {root} is a flat folder of JSONL files: score it as a task of its own with --tasks {root}"
+    return ""
+
+
 def resolve_task_dir(task: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
     """(task name, directory) for an official task name or a user's directory path."""
     task = str(task)
@@ -92,7 +99,7 @@ def resolve_task_dir(task: str | os.PathLike, data_dir: str | os.PathLike | None
         if not folder.is_dir():
             raise TaskDataError(
                 f"task {task!r}: folder {folder} not found; pass --data-dir (or set BABYKD_EVAL_DATA) "
-                f"to a directory holding {', '.join(sorted(set(TASK_FOLDERS.values())))}/"
+                f"to a directory holding {', '.join(sorted(set(TASK_FOLDERS.values())))}/" + flat_folder_hint(root)
             )
         return task, folder
     path = Path(task).expanduser()
