@@ -12,7 +12,8 @@ teacher. How the teacher spreads that rest mass is what the cache loses: the
 build records the mean mass the top K hold (``meta.json``: ``top_k_mass``).
 
 On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × K`` each): ``ids``
-(uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16), with
+(uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16, floored at a finite
+:data:`LOG_PROB_FLOOR`), with
 ``meta.json`` written last. The default directory name carries a fingerprint of
 everything the targets depend on (token stream, chunking, teacher weights,
 temperature, combination, K), so changing any of them builds a new cache
@@ -42,7 +43,11 @@ from babykd.losses import combined_teacher_log_probs, top_k_targets
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: log-probs stored as they are (1 renormalised them over the top K)
+CACHE_FORMAT = 3  # 3: log-probs floored at LOG_PROB_FLOOR (2 could hold -inf; 1 renormalised over the top K)
+#: Floor of a stored log-prob: float16's most negative finite value. The combined teachers give a
+#: masked vocabulary entry float32's floor (-3.4e38), which is -inf in float16, and the loss's
+#: q·log q is then 0·(−inf) = NaN. Floored, the entry keeps q = exp(floor) = 0 and a finite log q.
+LOG_PROB_FLOOR = float(torch.finfo(torch.float16).min)
 #: Batch keys the cached targets travel under (the trainer reads them, the model never sees them).
 IDS_KEY = "teacher_top_ids"
 LOG_PROBS_KEY = "teacher_top_log_probs"
@@ -136,7 +141,8 @@ def build_teacher_cache(
             top_ids, top_log_probs = top_k_targets(combined, k)
             mass_sum += float(top_log_probs.exp().sum())
             ids[start:start + len(chunks)] = top_ids.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
-            log_probs[start:start + len(chunks)] = top_log_probs.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
+            floored = top_log_probs.clamp(min=LOG_PROB_FLOOR).reshape(len(chunks), dataset.seq_length, k)
+            log_probs[start:start + len(chunks)] = floored.cpu().numpy()
         ids.flush()
         log_probs.flush()
         meta = {

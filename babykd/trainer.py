@@ -9,12 +9,16 @@ bottom in :meth:`KDTrainer.compute_loss`; the loss arithmetic itself lives in
 Trainable extras (hidden-state projections, auxiliary heads) live in ONE
 `nn.Module` that is given to the optimizer, saved in every checkpoint and
 restored on resume; the student saved at the end stays a plain HF model.
+Everything the HF Trainer does to "the model's" gradients (averaging over
+processes, one global clipping norm, zeroing after the step) is done to the
+student and these extras together, as if they were one model.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -57,25 +61,22 @@ class DatasetEpochCallback(TrainerCallback):
             self.dataset.set_epoch(int(state.epoch or 0))
 
 
-class ExtraModuleGradientSync(TrainerCallback):
-    """Average the distillation modules' gradients over processes before each optimizer step.
+class ResetExtraGradients(TrainerCallback):
+    """Clear the distillation modules' gradients after every optimizer step.
 
-    DDP all-reduces the gradients of the model it wraps (the student) only; the
-    projections and auxiliary heads live outside it, so without this every rank
-    would train its own copy on its own part of the batch.
+    The HF Trainer zeroes only the student's (``model.zero_grad()``); the
+    projections and auxiliary heads live outside it, so without this every step
+    would apply the sum of all past gradients to them (and a resumed run, which
+    starts with empty gradients, would differ from an uninterrupted one).
     """
 
     def __init__(self, modules: nn.Module) -> None:
         self.modules = modules
 
-    def on_pre_optimizer_step(
+    def on_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if args.world_size > 1:
-            for param in self.modules.parameters():
-                if param.grad is not None:
-                    torch.distributed.all_reduce(param.grad)  # SUM: every backend has it (AVG is NCCL-only)
-                    param.grad.div_(args.world_size)
+        self.modules.zero_grad(set_to_none=True)
 
 
 class TrainingClock(TrainerCallback, ExportableState):
@@ -129,7 +130,7 @@ class KDTrainer(Trainer):
         self.extra_modules = extra_modules
         if extra_modules is not None:
             extra_modules.to(self.args.device)
-            self.add_callback(ExtraModuleGradientSync(extra_modules))
+            self.add_callback(ResetExtraGradients(extra_modules))
         teacher_dtype = torch.bfloat16 if self.args.bf16 else None
         self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
         if self.train_dataset is not None:
@@ -165,29 +166,41 @@ class KDTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        labels = inputs["labels"]
-        attention_mask = inputs.get("attention_mask")
         training = model.training
-        need_hidden = training and (self.weights.hidden > 0 or self.weights.contrastive > 0 or self.weights.aux > 0)
         outputs = model(
-            input_ids=inputs["input_ids"], attention_mask=attention_mask, output_hidden_states=need_hidden
+            input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+            output_hidden_states=training and self.needs_hidden_states,
         )
-        ce = losses.cross_entropy_loss(outputs.logits, labels)
         if not training:
+            ce = losses.cross_entropy_loss(outputs.logits, inputs["labels"])
             return (ce, outputs) if return_outputs else ce
-
-        terms: dict[str, torch.Tensor] = {"ce": ce}
-        if self.teachers:
-            terms.update(self._distillation_terms(outputs, inputs, need_hidden))
-        elif IDS_KEY in inputs and self.weights.kl > 0:
-            assert self.distillation is not None
-            terms["kl"] = losses.sparse_kl_distillation_loss(
-                outputs.logits, inputs[IDS_KEY], inputs[LOG_PROBS_KEY], labels,
-                temperature=self.distillation.temperature, normalization=self.distillation.kl_normalization,
-            )
+        terms = self.loss_terms(outputs, inputs)
         loss = losses.combine(terms, self.weights)
         self._record(terms)
         return (loss, outputs) if return_outputs else loss
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        """Whether a training step's terms read hidden states (the student must return them)."""
+        return self.weights.hidden > 0 or self.weights.contrastive > 0 or self.weights.aux > 0
+
+    def loss_terms(self, student_out: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every named training term (unweighted) for the student's outputs on `inputs`.
+
+        Public so that a benchmark can take each term's gradient separately
+        (benchmarks/bench_term_shares.py); :meth:`compute_loss` weights and sums them.
+        """
+        labels = inputs["labels"]
+        terms: dict[str, torch.Tensor] = {"ce": losses.cross_entropy_loss(student_out.logits, labels)}
+        if self.teachers:
+            terms.update(self._distillation_terms(student_out, inputs, self.needs_hidden_states))
+        elif IDS_KEY in inputs and self.weights.kl > 0:
+            assert self.distillation is not None
+            terms["kl"] = losses.sparse_kl_distillation_loss(
+                student_out.logits, inputs[IDS_KEY], inputs[LOG_PROBS_KEY], labels,
+                temperature=self.distillation.temperature, normalization=self.distillation.kl_normalization,
+            )
+        return terms
 
     def _distillation_terms(
         self, student_out: Any, inputs: dict[str, torch.Tensor], need_hidden: bool
@@ -228,7 +241,8 @@ class KDTrainer(Trainer):
                 )
             if w.aux > 0:
                 terms["aux"] = losses.auxiliary_classifier_loss(
-                    student_out.hidden_states, modules.aux_heads, teacher_logits, labels, cfg.temperature
+                    student_out.hidden_states, modules.aux_heads, teacher_logits, labels, cfg.temperature,
+                    combine=cfg.combine,
                 )
         return terms
 
@@ -264,19 +278,61 @@ class KDTrainer(Trainer):
                 optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
         return optimizer
 
+    def _trained_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The student's parameters and the distillation modules' trainable ones."""
+        extras = [p for p in self.extra_modules.parameters() if p.requires_grad] if self.extra_modules else []
+        return [*model.parameters(), *extras]
+
+    def _sync_extra_gradients(self) -> None:
+        """Average the distillation modules' gradients over processes (DDP all-reduces the student's only).
+
+        Runs before the global norm is taken, so every rank clips by the same norm.
+        """
+        if self.extra_modules is None or self.args.world_size <= 1:
+            return
+        for param in self.extra_modules.parameters():
+            if param.grad is not None:
+                torch.distributed.all_reduce(param.grad)  # SUM: every backend has it (AVG is NCCL-only)
+                param.grad.div_(self.args.world_size)
+
+    def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
+        """Clip by ONE global norm over the student and the distillation modules; return it (pre-clip)."""
+        if self.extra_modules is None:
+            return super()._clip_grad_norm(model)
+        self._sync_extra_gradients()
+        return self.accelerator.clip_grad_norm_(self._trained_parameters(model), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm: Any = None) -> Any:
+        """The logged gradient norm; without clipping (max_grad_norm 0) it still counts the extras."""
+        if grad_norm is None and self.extra_modules is not None:
+            self._sync_extra_gradients()
+            grad_norm = self.accelerator.clip_grad_norm_(self._trained_parameters(model), float("inf"))
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
+
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """Save as HF does, add the extra modules, then mark the checkpoint complete.
+        """Save as HF does, add the extra modules, mark the checkpoint complete, then rotate old ones.
 
         A job killed mid-save leaves a directory without the marker, which
-        :func:`last_complete_checkpoint` skips on resume.
+        :func:`last_complete_checkpoint` skips on resume. HF rotates inside its
+        own save, before the marker exists: with ``save_total_limit: 1`` a kill
+        in that window left no complete checkpoint at all. So HF's rotation is
+        off during the save, and :func:`rotate_checkpoints` runs once this
+        checkpoint is complete.
         """
-        super()._save_checkpoint(model, trial)
-        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        root = Path(self._get_output_dir(trial=trial))
+        folder = root / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:
             if self.extra_modules is not None:
                 state = {k: v.detach().cpu().contiguous() for k, v in self.extra_modules.state_dict().items()}
                 save_file(state, str(folder / EXTRA_MODULES_FILE))
             atomic_write_text(folder / COMPLETE_MARKER, f"{self.state.global_step}\n")
+            rotate_checkpoints(root, limit, keep=self.state.best_model_checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -287,17 +343,44 @@ class KDTrainer(Trainer):
             self.extra_modules.load_state_dict(load_file(str(path), device=str(self.args.device)))
 
 
+def complete_checkpoints(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, folder) of every `checkpoint-N` below `checkpoint_dir` that finished saving, oldest first."""
+    folders = _checkpoint_folders(checkpoint_dir)
+    return sorted((step, folder) for step, folder in folders if (folder / COMPLETE_MARKER).is_file())
+
+
 def last_complete_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
     """The newest `checkpoint-N` below `checkpoint_dir` that finished saving, or None."""
+    complete = complete_checkpoints(checkpoint_dir)
+    return str(complete[-1][1]) if complete else None
+
+
+def rotate_checkpoints(checkpoint_dir: str | os.PathLike, limit: int | None, keep: str | None = None) -> None:
+    """Keep the newest `limit` complete checkpoints (and `keep`); delete the others up to the newest complete one.
+
+    Only complete checkpoints count towards the limit, so the newest complete
+    one survives until a newer one is complete; incomplete folders older than
+    it are leftovers of killed saves. Nothing happens when `limit` is None or < 1.
+    """
+    complete = complete_checkpoints(checkpoint_dir)
+    if not limit or limit < 1 or not complete:
+        return
+    kept = {folder for _, folder in complete[-limit:]}
+    if keep is not None:
+        kept.add(Path(keep))
+    newest = complete[-1][0]
+    for step, folder in _checkpoint_folders(checkpoint_dir):
+        if step <= newest and folder not in kept:
+            logger.info("deleting %s (save_total_limit=%d)", folder, limit)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _checkpoint_folders(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     root = Path(checkpoint_dir)
     if not root.is_dir():
-        return None
-    candidates = []
-    for child in root.glob("checkpoint-*"):
-        step = child.name.rsplit("-", 1)[-1]
-        if step.isdigit() and (child / COMPLETE_MARKER).is_file():
-            candidates.append((int(step), child))
-    return str(max(candidates)[1]) if candidates else None
+        return []
+    folders = ((child.name.rsplit("-", 1)[-1], child) for child in root.glob("checkpoint-*") if child.is_dir())
+    return [(int(step), child) for step, child in folders if step.isdigit()]
 
 
 def checkpoint_state(checkpoint: str | os.PathLike) -> TrainerState:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from babykd import REPO_ROOT
+from babykd.losses import auxiliary_classifier_loss
 from babykd.teachers import TeacherMismatchError
-from babykd.trainer import EXTRA_MODULES_FILE, last_complete_checkpoint
+from babykd.trainer import EXTRA_MODULES_FILE, KDTrainer, last_complete_checkpoint
 from babykd.training import run_training
+from tests.test_training import SignalAtStep
 
 RECIPES = sorted(p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "config/runs/distill").glob("*.yaml"))
 STUDENT = f"model={REPO_ROOT / 'config/models/tiny-llama-student.yaml'}"
@@ -97,22 +99,25 @@ def test_resume_restores_projections(tiny_config, tiny_teachers) -> None:
     saved = load_file(str(checkpoint / EXTRA_MODULES_FILE))
     assert saved and any("t0" in key for key in saved)
 
+    trainer = build_trainer(config)
+    trainer._load_from_checkpoint(str(checkpoint))
+    for key, value in trainer.extra_modules.state_dict().items():
+        assert torch.equal(value.cpu(), saved[key]), key
+
+
+def build_trainer(config) -> KDTrainer:
+    """The trainer `run_training` would build for `config` (fresh student and extras), without training."""
+    from babykd.models import build_model
     from babykd.teachers import build_distillation_modules, load_teachers
     from babykd.training import load_data, training_arguments
-    from babykd.models import build_model
-    from babykd.trainer import KDTrainer
 
     data = load_data(config)
     teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length)
     student = build_model(config.model)
-    extra = build_distillation_modules(config.distillation, student, teachers)
-    trainer = KDTrainer(model=student, args=training_arguments(config, config.output.run_dir),
-                        train_dataset=data.train_dataset, eval_dataset=data.eval_dataset, teachers=teachers,
-                        distillation=config.distillation,
-                        extra_modules=extra)
-    trainer._load_from_checkpoint(str(checkpoint))
-    for key, value in extra.state_dict().items():
-        assert torch.equal(value.cpu(), saved[key]), key
+    return KDTrainer(model=student, args=training_arguments(config, config.output.run_dir),
+                     train_dataset=data.train_dataset, eval_dataset=data.eval_dataset, teachers=teachers,
+                     distillation=config.distillation,
+                     extra_modules=build_distillation_modules(config.distillation, student, teachers))
 
 
 def test_teacher_problems_fail_before_training(tiny_config, tiny_teachers, tmp_path: Path) -> None:
@@ -144,3 +149,85 @@ def test_teacher_problems_fail_before_training(tiny_config, tiny_teachers, tmp_p
     mismatch = recipe_config(tiny_config, recipe, "vocab", [other_vocab, tiny_teachers[1]])
     with pytest.raises(TeacherMismatchError, match="vocabulary .* differs"):
         run_training(mismatch)
+
+
+# ----------------------------------------------------------------------------- the trainable extras' gradients
+
+AUX = Path("config/runs/distill/AuxDSKD-Llama-58M-strict.yaml")
+CONTRASTIVE = Path("config/runs/distill/ContrastiveLlama-58M-strict.yaml")
+PALENKA = Path("config/runs/distill/PalenkaLlama1-58M-strict-L0.1-H0.5.yaml")
+#: Every kind of extra module at once: hidden-state and contrastive projections and auxiliary heads.
+ALL_EXTRAS = ("distillation.weights.hidden=0.5", "distillation.weights.contrastive=0.1")
+
+
+class GradientAudit(TrainerCallback):
+    """Record, per optimizer step, the global norm of what the optimizer applies and what is left after it."""
+
+    def __init__(self) -> None:
+        self.applied_norms: list[float] = []
+        self.left_after_step: list[float] = []
+
+    @staticmethod
+    def _grads(optimizer) -> list[torch.Tensor]:  # noqa: ANN001 - HF passes the (accelerate-wrapped) optimizer
+        return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):  # noqa: ANN001
+        self.applied_norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in self._grads(optimizer)])).item())
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):  # noqa: ANN001
+        self.left_after_step.append(max((g.abs().max().item() for g in self._grads(optimizer)), default=0.0))
+
+
+@pytest.fixture(scope="module")
+def audited_run(tiny_config, tiny_teachers) -> GradientAudit:
+    """A short run with every extra module and a clipping norm small enough to clip every step."""
+    audit = GradientAudit()
+    config = recipe_config(tiny_config, AUX, "audited-extras", tiny_teachers, *ALL_EXTRAS,
+                           "training.max_steps=4", "training.max_grad_norm=0.01")
+    run_training(config, callbacks=[audit])
+    return audit
+
+
+def test_every_trained_gradient_is_cleared_after_each_optimizer_step(audited_run) -> None:
+    """The HF Trainer zeroes only the student: the extras used to apply the sum of all past gradients."""
+    assert len(audited_run.left_after_step) == 4
+    assert audited_run.left_after_step == [0.0] * 4
+
+
+def test_gradient_clipping_uses_one_global_norm_over_student_and_extras(audited_run) -> None:
+    """Clipping the student alone left the extras' gradients unclipped: a global norm above max_grad_norm."""
+    assert len(audited_run.applied_norms) == 4
+    for norm in audited_run.applied_norms:
+        assert norm == pytest.approx(0.01, rel=1e-4)
+
+
+@pytest.mark.parametrize("recipe", [PALENKA, CONTRASTIVE, AUX], ids=lambda p: p.stem)
+def test_distillation_run_stopped_by_signal_resumes_bit_identical(tiny_config, tiny_teachers, recipe: Path) -> None:
+    """Student AND extras of a SIGUSR1-stopped, resumed run equal the uninterrupted run's, bit for bit."""
+    overrides = ("training.max_steps=6", "training.save_steps=6", "training.max_grad_norm=0.05")
+    reference = run_training(recipe_config(tiny_config, recipe, f"whole-{recipe.stem}", tiny_teachers, *overrides))
+    config = recipe_config(tiny_config, recipe, f"resumed-{recipe.stem}", tiny_teachers, *overrides)
+    assert run_training(config, callbacks=[SignalAtStep(3)]).preempted
+    resumed = run_training(config, resume=True)
+    assert not resumed.preempted
+    for name in ("model.safetensors", f"checkpoints/checkpoint-6/{EXTRA_MODULES_FILE}"):
+        expected, actual = (load_file(str(run.run_dir / name)) for run in (reference, resumed))
+        assert expected.keys() == actual.keys() and expected
+        for key in expected:
+            assert torch.equal(expected[key], actual[key]), f"{name}: {key}"
+
+
+def test_aux_term_combines_the_teachers_as_configured(tiny_config, tiny_teachers) -> None:
+    """The trainer used to leave `distillation.combine` out of the aux term (always averaging logits)."""
+    trainer = build_trainer(recipe_config(tiny_config, AUX, "aux-combine", tiny_teachers, "distillation.combine=probs"))
+    batch = next(iter(trainer.get_train_dataloader()))
+    outputs = trainer.model(input_ids=batch["input_ids"], output_hidden_states=True)
+    with torch.no_grad():
+        teacher_logits = [teacher(input_ids=batch["input_ids"]).logits for teacher in trainer.teachers]
+    expected = {
+        combine: auxiliary_classifier_loss(outputs.hidden_states, trainer.extra_modules.aux_heads, teacher_logits,
+                                           batch["labels"], trainer.distillation.temperature, combine=combine)
+        for combine in ("probs", "logits")
+    }
+    assert not torch.allclose(expected["probs"], expected["logits"])
+    torch.testing.assert_close(trainer.loss_terms(outputs, batch)["aux"], expected["probs"])

@@ -193,9 +193,10 @@ TEACHER0_HIDDEN = [  # 4 hidden_states (3 layers), width 3
     [[[0.9, 1.1, -0.3], [0.2, -0.4, 0.6], [0.1, 0.5, 0.2]], [[0.7, 0.1, 0.4], [-0.9, 0.3, 0.0], [5.0, 5.0, 5.0]]],
     [[[0.0, 0.3, 0.2], [-0.6, 1.0, 0.1], [1.0, 0.0, -0.5]], [[0.2, -0.2, 0.3], [0.5, 0.9, -0.1], [5.0, 5.0, 5.0]]],
 ]
-TEACHER1_HIDDEN = [  # 2 hidden_states (1 layer), width 1
+TEACHER1_HIDDEN = [  # 3 hidden_states (2 layers), width 1; the map pairs inner index 1 with student 1
     [[[0.3], [-0.2], [0.8]], [[1.0], [0.4], [7.0]]],
     [[[-0.5], [0.9], [0.1]], [[0.2], [0.0], [7.0]]],
+    [[[0.1], [0.6], [-0.4]], [[0.5], [-0.3], [7.0]]],
 ]
 ATTENTION_MASK = [[1, 1, 1], [1, 1, 0]]
 HIDDEN_MAPS = [{0: 0, 3: 2}, {1: 1}]
@@ -279,8 +280,8 @@ def test_hidden_weight_changes_student_gradient():
 
 
 def test_hidden_state_loss_rejects_map_beyond_the_teacher():
-    projections = HiddenStateProjections([1], 2, [{2: 1}], teacher_names=["GPT2-705M"])
-    with pytest.raises(ValueError, match=r"'GPT2-705M'.*teacher layer 2"):
+    projections = HiddenStateProjections([1], 2, [{3: 1}], teacher_names=["GPT2-705M"])
+    with pytest.raises(ValueError, match=r"'GPT2-705M'.*teacher layer 3"):
         hidden_state_loss([tensor(h) for h in STUDENT_HIDDEN], [[tensor(h) for h in TEACHER1_HIDDEN]], projections)
 
 
@@ -414,6 +415,35 @@ def test_validate_layer_map_names_teacher_and_bad_index():
         validate_layer_map({-1: 0}, 24, 16, "x")
     with pytest.raises(ValueError, match="empty"):
         validate_layer_map({}, 24, 16, "x")
+
+
+def test_layer_map_refuses_a_last_index_paired_with_an_inner_one():
+    validate_layer_map({0: 0, 12: 8, 24: 16}, 24, 16, "ok")  # inner:inner and last:last
+    with pytest.raises(ValueError, match=r"'Llama-360M'.*pair 24: 15 .*after the final norm.*24: 16"):
+        validate_layer_map({0: 0, 24: 15}, 24, 16, "Llama-360M")
+    with pytest.raises(ValueError, match=r"'GPT2-705M'.*pair 23: 16 .*last hidden_states index"):
+        validate_layer_map({23: 16}, 24, 16, "GPT2-705M")
+
+
+def test_hf_last_hidden_state_is_after_the_final_norm():
+    """Why the check above exists: HF appends the normed last state, the inner ones are raw block outputs."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2)).eval()
+    ids = torch.randint(0, 50, (1, 6))
+    for model, blocks, final_norm in ((llama, llama.model.layers, llama.model.norm),
+                                      (gpt2, gpt2.transformer.h, gpt2.transformer.ln_f)):
+        raw: list[torch.Tensor] = []
+        hook = blocks[-1].register_forward_hook(lambda _m, _i, out: raw.append(out[0] if isinstance(out, tuple) else out))
+        with torch.no_grad():
+            states = model(ids, output_hidden_states=True).hidden_states
+        hook.remove()
+        assert len(states) == 3
+        torch.testing.assert_close(states[-1], final_norm(raw[0]))
+        assert not torch.allclose(states[-1], raw[0])
 
 
 def test_combine_sums_only_weighted_terms_and_requires_them():

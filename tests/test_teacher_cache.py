@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from babykd import REPO_ROOT
-from babykd.config import ConfigError
+from babykd.config import ConfigError, DistillationConfig
+from babykd.data.dataset import ChunkDataset
 from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, sparse_kl_distillation_loss, top_k_targets
-from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, cache_fingerprint, prepare_teacher_cache
+from babykd.teacher_cache import (
+    IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, build_teacher_cache, cache_fingerprint, prepare_teacher_cache,
+)
 from babykd.training import load_data, run_training
 from tests.test_distillation import STUDENT, teacher_overrides
 
@@ -129,3 +133,40 @@ def test_fidelity_benchmark_is_exact_at_the_whole_vocabulary(cached_config) -> N
     assert whole["kl_ratio"] == pytest.approx(1.0, abs=5e-3) and whole["grad_cosine"] == pytest.approx(1.0, abs=1e-3)
     masses = [r["top_k_mass"] for r in records]
     assert masses == sorted(masses) and masses[0] < 1.0
+
+
+class MaskingTeacher(torch.nn.Module):
+    """A teacher that forbids some vocabulary entries (logit -inf), as a constrained-vocabulary model does."""
+
+    def __init__(self, vocab: int, masked: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 8)
+        self.head = torch.nn.Linear(8, vocab, bias=False)
+        self.masked = masked
+
+    def get_output_embeddings(self) -> torch.nn.Linear:
+        return self.head
+
+    def forward(self, input_ids: torch.Tensor) -> SimpleNamespace:
+        logits = self.head(self.embed(input_ids))
+        logits[..., : self.masked] = float("-inf")
+        return SimpleNamespace(logits=logits)
+
+
+def test_cache_of_a_masking_teacher_at_k_equal_vocabulary_gives_a_finite_loss(tmp_path: Path) -> None:
+    """float32's floor for a masked entry is -inf in float16; stored as is, q·log q was 0·(−inf) = NaN."""
+    torch.manual_seed(0)
+    vocab, length = 20, 6
+    dataset = ChunkDataset(np.arange(4 * length) % vocab, seq_length=length)
+    cfg = DistillationConfig(teachers=["masking"], teacher_cache_top_k=vocab)
+    cache = build_teacher_cache(tmp_path / "cache", dataset, [MaskingTeacher(vocab, masked=3)], cfg, "f",
+                                progress=False)
+    assert np.isfinite(cache.log_probs).all()
+    items = [CachedTargetsDataset(dataset, cache)[i] for i in range(len(dataset))]
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("labels", IDS_KEY, LOG_PROBS_KEY)}
+    student = torch.randn(len(dataset), length, vocab, requires_grad=True)
+    for normalization in ("token", "reference"):
+        loss = sparse_kl_distillation_loss(student, batch[IDS_KEY], batch[LOG_PROBS_KEY], batch["labels"],
+                                           normalization=normalization)
+        (grad,) = torch.autograd.grad(loss, student)
+        assert torch.isfinite(loss) and loss > 0 and torch.isfinite(grad).all(), normalization

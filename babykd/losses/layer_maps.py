@@ -1,8 +1,16 @@
 """Teacher-layer → student-layer maps for hidden-state distillation.
 
 Indices are positions in HF ``output_hidden_states`` tuples: index 0 is the
-embedding output and index i (1..n_layers) the output of transformer block i,
-so a model with n layers has valid indices 0..n inclusive.
+embedding output, index i (1..n_layers-1) the raw output of transformer block i,
+and index n_layers (``hidden_states[-1]``) the output of the LAST block AFTER the
+model's final norm (HF Llama and GPT-2 both apply ``norm`` / ``ln_f`` before
+appending it). A model with n layers has valid indices 0..n inclusive.
+
+So the last index lives on a different scale from every other one: inner
+block outputs of a pre-norm transformer grow with depth, the last is
+normalised. A pair matching a last index with an inner one asks an MSE to
+equate a normalised state with an un-normalised one, which is why
+:func:`validate_layer_map` refuses it (last:last and inner:inner are fine).
 """
 
 from __future__ import annotations
@@ -60,6 +68,12 @@ def validate_layer_map(
                     f"{teacher_layer!r}: {student_layer!r}) is out of range: the {side} has {n_layers} "
                     f"layers, so valid hidden_states indices are the integers 0..{n_layers}"
                 )
+        if (teacher_layer == n_teacher_layers) != (student_layer == n_student_layers):
+            raise ValueError(
+                f"layer map for teacher {teacher_name!r}: pair {teacher_layer}: {student_layer} matches a last "
+                f"hidden_states index (after the final norm) with an inner one (a raw block output); map "
+                f"last to last ({n_teacher_layers}: {n_student_layers}) or inner to inner"
+            )
 
 
 def _round_half_up(numerator: int, denominator: int) -> int:
