@@ -35,7 +35,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from babykd.evaluation import submission
 from babykd.evaluation.report import read_results, summary_line, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
-from babykd.evaluation.suite import SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source
+from babykd.evaluation.suite import FULL_ONLY, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source
 from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, TaskDataError, load_tasks
 from babykd.provenance import provenance
@@ -105,7 +105,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.protocol == "2024" and args.fast:
         parser.error("--fast is a 2025-protocol option")
     if args.tasks == ["all"]:
-        args.tasks = list(SUITE_TASKS) if args.protocol == "2025" else list(DEFAULT_TASKS)
+        args.tasks = list(DEFAULT_TASKS) if args.protocol == "2024" else [
+            t for t in SUITE_TASKS if not (args.fast and t in FULL_ONLY)
+        ]
     elif args.protocol == "2025":
         unknown = [t for t in args.tasks if t not in SUITE_TASKS and not Path(t).is_dir()]
         if unknown:

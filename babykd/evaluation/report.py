@@ -16,13 +16,16 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.evaluation.suite import SUITE_TASKS
 from babykd.evaluation.tasks import DEFAULT_TASKS
 
 
@@ -102,7 +105,9 @@ def model_label(record: dict[str, Any]) -> str:
 def table_tasks(records: Sequence[dict[str, Any]]) -> list[str]:
     """The seeds' column order, then any user tasks in the order first seen."""
     seen = [name for r in records for name in r["tasks"]]
-    return [t for t in DEFAULT_TASKS if t in seen] + [t for t in dict.fromkeys(seen) if t not in DEFAULT_TASKS]
+    known = list(dict.fromkeys(DEFAULT_TASKS + SUITE_TASKS))
+    known += [f"{t}_fast" for t in known]
+    return [t for t in known if t in seen] + [t for t in dict.fromkeys(seen) if t not in known]
 
 
 def markdown_table(records: Sequence[dict[str, Any]]) -> str:
@@ -141,27 +146,101 @@ def csv_table(records: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
-    """PNG of per-task bars (one bar per model, stderr whiskers, chance at 0.5)."""
-    tasks = table_tasks(records)
-    fig = Figure(figsize=(1.8 + 1.6 * len(tasks) + 0.25 * len(records), 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(records))
-    for i, record in enumerate(records):
-        entries = [record["tasks"].get(task) for task in tasks]
-        xs = [t + (i - (len(records) - 1) / 2) * width for t in range(len(tasks))]
-        heights = [e["score"] if e else math.nan for e in entries]  # a task not scored draws no bar
-        errors = [(e.get("stderr") or 0.0) if e else math.nan for e in entries]
-        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=model_label(record))
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_xlim(-0.5, len(tasks) - 0.5)
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0.0, 1.0)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+#: Column -> (task entry key, value key) for values that are not a task's "score".
+EXTRA_COLUMNS: dict[str, tuple[str, str]] = {"reading_spr": ("reading", "self_paced_reading")}
+
+
+def heatmap_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Table tasks, with reading's second score (self-paced reading) as a column of its own."""
+    out = []
+    for task in table_tasks(records):
+        out.append(task)
+        out += [c for c, (t, _) in EXTRA_COLUMNS.items() if t == task.removesuffix("_fast")]
+    return out
+
+
+def cell_value(record: dict[str, Any], column: str) -> float:
+    base = column.removesuffix("_fast")
+    if base in EXTRA_COLUMNS:
+        task, key = EXTRA_COLUMNS[base]
+        entry = record["tasks"].get(task + column[len(base):])
+        return float(entry[key]) if entry and key in entry else math.nan
+    entry = record["tasks"].get(column)
+    return float(entry["score"]) if entry and entry.get("score") is not None else math.nan
+
+
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
+
+
+def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
+    """PNG heat-map table: one row per model, one column per task, the score written in each cell.
+
+    Colour is per column (best model of a task darkest), because the tasks'
+    metrics differ (accuracy, Spearman's rho, R^2 gain); task names are
+    rotated so ten or more columns stay readable.
+    """
+    columns = heatmap_columns(records)
+    values = np.array([[cell_value(r, c) for c in columns] for r in records], dtype=np.float64)
+    shade = np.full_like(values, 0.5)
+    for j in range(len(columns)):
+        col = values[:, j]
+        finite = np.isfinite(col)
+        if finite.sum() > 1 and np.ptp(col[finite]) > 0:
+            shade[finite, j] = (col[finite] - col[finite].min()) / np.ptp(col[finite])
+    shade[~np.isfinite(values)] = np.nan
+    fig = Figure(figsize=(2.5 + 0.95 * len(columns), 1.6 + 0.42 * len(records)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(np.ma.masked_invalid(shade), cmap="Blues", vmin=-0.15, vmax=1.15, aspect="auto")
+    for i in range(len(records)):
+        for j in range(len(columns)):
+            text = "–" if not np.isfinite(values[i, j]) else f"{values[i, j]:.3f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if shade[i, j] > 0.7 else "black")
+    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(records)), [model_label(r) for r in records], fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_title("scores (accuracy; wug: Spearman ρ; reading: R² gain) — darker = better within a column", fontsize=9)
+    return _png(fig)
+
+
+def revision_words(revision: str) -> float:
+    """Words seen by a ``chck_<N>M`` revision (the pipeline's names), for the x axis."""
+    match = re.fullmatch(r"chck_(\d+(?:\.\d+)?)([KMB])", revision)
+    if not match:
+        raise ValueError(f"revision {revision!r} is not named chck_<number><K|M|B>")
+    return float(match.group(1)) * {"K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
+
+
+def plot_learning_curves(records: Sequence[dict[str, Any]]) -> bytes:
+    """PNG small multiples: each task's score over the ``chck_*`` revisions of each run (log words seen)."""
+    curves = [r for r in records if r.get("revision")]
+    if not curves:
+        raise ValueError("no results of chck_* revisions (score them with --revision REV)")
+    columns = heatmap_columns(curves)
+    runs = sorted({str(Path(r["model"]).parent.parent) for r in curves})
+    ncols = min(4, len(columns))
+    nrows = math.ceil(len(columns) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.5 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        for run in runs:
+            points = sorted(
+                (revision_words(r["revision"]), cell_value(r, column))
+                for r in curves if str(Path(r["model"]).parent.parent) == run
+            )
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", markersize=3, label=Path(run).name)
+        ax.set_xscale("log")
+        ax.set_title(column, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    fig.supxlabel("words seen (revision chck_*)", fontsize=9)
+    axes.flat[0].legend(fontsize=7)
+    return _png(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -172,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("paths", nargs="+", help="results JSON files, or directories searched for results.json")
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     parser.add_argument("--csv", type=Path, help="write the CSV table here")
-    parser.add_argument("--figure", type=Path, help="write a PNG figure here")
+    parser.add_argument("--figure", type=Path, help="write the task x model heat-map table (PNG) here")
+    parser.add_argument("--curves", type=Path, help="write learning curves over chck_* revisions (PNG) here")
     args = parser.parse_args(argv)
     try:
         records = collect(args.paths)
@@ -186,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         atomic_write_text(args.csv, csv_table(records))
     if args.figure:
         atomic_write_bytes(args.figure, plot_results(records))
+    if args.curves:
+        try:
+            atomic_write_bytes(args.curves, plot_learning_curves(records))
+        except ValueError as exc:
+            parser.error(str(exc))
 
 
 if __name__ == "__main__":
