@@ -19,9 +19,10 @@ time limit, so a failure or a hang in one never loses the others' figures:
 3. evaluation speed: ``bench_evaluation.py`` (all BLiMP/supplement/EWoK
    sentences, fp32 and bf16).
 
-Every record a stage prints, and a start and an end line per stage, is
-appended to ``OUT_DIR/results.jsonl`` as it arrives; ``OUT_DIR/summary.md``
-is written last from those lines only. A figure with no record behind it is
+Every record a stage prints (also one stopped at its limit: the benchmarks
+print each figure as soon as it is measured) is appended to
+``OUT_DIR/results.jsonl`` when the stage ends, between a start and an end line
+for the stage; ``OUT_DIR/summary.md`` is written last from those lines only. A figure with no record behind it is
 shown as "not measured" with the reason, and in a lease run a record measured
 on a CPU is refused. ``--smoke`` runs the same stages at tiny shapes on the
 CPU (what ``tests/test_gpu_lease.py`` runs, so the kit cannot rot).
@@ -35,6 +36,7 @@ datasets or nbclient), the project imported from the working tree through
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -247,8 +249,7 @@ def run(out: Path, pack_dir: Path, smoke: bool, eval_model: Path | None, only: S
                                 "stages": [s.name for s in stages], "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
         with open(out / LOG, "a", encoding="utf-8") as log:
             for stage in stages:
-                if stage.name in limits:
-                    stage = Stage(stage.name, limits[stage.name], stage.command, stage.parse, stage.env)
+                stage = dataclasses.replace(stage, limit_s=limits.get(stage.name, stage.limit_s))
                 print(f"[lease] {stage.name}: running (limit {stage.limit_s} s)", flush=True)
                 append_lines(results, [{"stage": stage.name, "event": "start", "limit_s": stage.limit_s}])
                 end, records = run_stage(stage, out, env, log)
