@@ -148,6 +148,8 @@ def csv_table(records: Sequence[dict[str, Any]]) -> str:
 
 #: Column -> (task entry key, value key) for values that are not a task's "score".
 EXTRA_COLUMNS: dict[str, tuple[str, str]] = {"reading_spr": ("reading", "self_paced_reading")}
+#: What a column is called in the pictures (reading's "score" is its eye-tracking gain).
+LABELS: dict[str, str] = {"reading": "reading (eye tracking)", "reading_spr": "reading (self-paced)"}
 
 
 def heatmap_columns(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -155,8 +157,14 @@ def heatmap_columns(records: Sequence[dict[str, Any]]) -> list[str]:
     out = []
     for task in table_tasks(records):
         out.append(task)
-        out += [c for c, (t, _) in EXTRA_COLUMNS.items() if t == task.removesuffix("_fast")]
+        suffix = "_fast" if task.endswith("_fast") else ""
+        out += [c + suffix for c, (t, _) in EXTRA_COLUMNS.items() if t == task.removesuffix("_fast")]
     return out
+
+
+def column_label(column: str) -> str:
+    base = column.removesuffix("_fast")
+    return LABELS.get(base, base) + (" [fast]" if column != base else "")
 
 
 def cell_value(record: dict[str, Any], column: str) -> float:
@@ -167,6 +175,20 @@ def cell_value(record: dict[str, Any], column: str) -> float:
         return float(entry[key]) if entry and key in entry else math.nan
     entry = record["tasks"].get(column)
     return float(entry["score"]) if entry and entry.get("score") is not None else math.nan
+
+
+def row_label(record: dict[str, Any]) -> str:
+    """The model's name; a revision as run/revision."""
+    if record.get("revision"):
+        return f"{Path(record['model']).parent.parent.name}/{record['revision']}"
+    return model_label(record)
+
+
+def _in_order(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Models as given; revisions of a run by words seen."""
+    def key(r: dict[str, Any]) -> tuple:
+        return (row_label(r).rsplit("/", 1)[0], revision_words(r["revision"])) if r.get("revision") else (row_label(r), 0.0)
+    return sorted(records, key=key) if any(r.get("revision") for r in records) else list(records)
 
 
 def _png(fig: Figure) -> bytes:
@@ -182,6 +204,7 @@ def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
     metrics differ (accuracy, Spearman's rho, R^2 gain); task names are
     rotated so ten or more columns stay readable.
     """
+    records = _in_order(records)
     columns = heatmap_columns(records)
     values = np.array([[cell_value(r, c) for c in columns] for r in records], dtype=np.float64)
     shade = np.full_like(values, 0.5)
@@ -196,10 +219,11 @@ def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
     ax.imshow(np.ma.masked_invalid(shade), cmap="Blues", vmin=-0.15, vmax=1.15, aspect="auto")
     for i in range(len(records)):
         for j in range(len(columns)):
-            text = "–" if not np.isfinite(values[i, j]) else f"{values[i, j]:.3f}"
+            v = values[i, j]
+            text = "–" if not np.isfinite(v) else f"{v:.4f}" if abs(v) < 0.05 else f"{v:.3f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if shade[i, j] > 0.7 else "black")
-    ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(records)), [model_label(r) for r in records], fontsize=8)
+    ax.set_xticks(range(len(columns)), [column_label(c) for c in columns], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(records)), [row_label(r) for r in records], fontsize=8)
     ax.tick_params(length=0)
     ax.set_title("scores (accuracy; wug: Spearman ρ; reading: R² gain) — darker = better within a column", fontsize=9)
     return _png(fig)
@@ -233,7 +257,7 @@ def plot_learning_curves(records: Sequence[dict[str, Any]]) -> bytes:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o", markersize=3, label=Path(run).name)
         ax.set_xscale("log")
-        ax.set_title(column, fontsize=9)
+        ax.set_title(column_label(column), fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(columns):]:
