@@ -8,13 +8,16 @@ all 256 bytes never needs an unknown token. NFKC folds compatibility forms
 vocabulary slots. Saved as a standard Hugging Face tokenizer so
 ``AutoTokenizer.from_pretrained`` and any downstream tool loads it unchanged.
 
-Why a BOS post-processor: the official BabyLM 2025 pipeline tokenizes each
-sentence with the tokenizer's DEFAULT special tokens and, for a causal LM,
-never scores the first token (it has no left context). With ``<s>`` prepended
-by default, the first word is scored after ``<s>``; without it, every BLiMP
-sentence loses its first word. Training never sees the BOS: the token cache
-encodes with ``add_special_tokens=False`` (`babykd.data.cache`), and so does
-the 2024 evaluation protocol.
+Why a start-token post-processor: the official BabyLM 2025 pipeline tokenizes
+each sentence with the tokenizer's DEFAULT special tokens and, for a causal LM,
+never scores the first token (it has no left context). With a start token
+prepended by default, the first word is scored too; without it, every BLiMP
+sentence loses its first word. The start token is ``</s>``, not ``<s>``: the
+token cache puts ``</s>`` between documents, so the model has learned what
+follows it (the start of a text), while ``<s>`` never occurs in training and
+its embedding stays at its random initialisation. Training never sees the
+post-processor: the token cache encodes with ``add_special_tokens=False``
+(`babykd.data.cache`), and so does the 2024 evaluation protocol.
 """
 
 from __future__ import annotations
