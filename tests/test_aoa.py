@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import warnings
 
 import numpy as np
@@ -21,7 +20,6 @@ from scipy.optimize import curve_fit
 from tokenizers import processors
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from babykd import REPO_ROOT
 from babykd.data.tokenizer import train_tokenizer
 from babykd.evaluation.aoa import (
     TRACK_REVISIONS,
@@ -234,7 +232,7 @@ def test_cli_writes_official_surprisals_and_results_and_rescores_them(run_dir, t
     suite = write_suite(tmp_path / "suite")
     revisions = ["chck_100M", "chck_1M", "chck_10M"]
     written = main([str(run_dir), "--data", str(suite), "--revisions", *revisions, "--no-progress"])
-    surprisal_file = run_dir / "eval" / "aoa" / "surprisal.json"
+    surprisal_file = run_dir / "eval" / "aoa_partial_surprisal.json"  # --revisions: kept out of the submission
     official = json.loads(surprisal_file.read_text())
     assert official["metadata"]["total_steps"] == 3
     records = official["results"]
@@ -243,14 +241,31 @@ def test_cli_writes_official_surprisals_and_results_and_rescores_them(run_dir, t
     assert records[7]["word_count"] == 10_000_000 and records[1]["context"] == CONTEXTS["dog"][1]
     entry = json.loads((run_dir / "eval" / "results.json").read_text())["tasks"]["aoa"]
     assert entry == written["tasks"]["aoa"] and entry["revisions"] == ["chck_1M", "chck_10M", "chck_100M"]
+    assert not entry["official_setup"] and not (run_dir / "eval" / "predictions" / "main" / "aoa.json").exists()
     data = load_aoa_data(SuiteData(suite))
     fit = curve_fitness(records, {"chck_1M": 1e6, "chck_10M": 1e7, "chck_100M": 1e8}, data.cdi_ages, data.cdi)
     assert entry["score"] == fit.correlation and entry["n_words"] == fit.n_words
+    found = main([str(run_dir), "--data", str(suite), "--revisions", "found", "--no-progress", "--output", str(tmp_path / "f.json")])
+    assert found["tasks"]["aoa"]["score"] == entry["score"] and found["tasks"]["aoa"]["revisions"] == entry["revisions"]
     rescored = main([str(run_dir), "--data", str(suite), "--from-surprisals", str(surprisal_file),
                      "--output", str(tmp_path / "r.json")])
     assert {k: v for k, v in rescored["tasks"]["aoa"].items() if k != "surprisal_file"} == \
         {k: v for k, v in entry.items() if k != "surprisal_file"}
     assert "aoa r = " in capsys.readouterr().out
+
+
+def test_a_full_track_run_is_the_submission_aoa_part(run_dir, tmp_path):
+    """All 19 strict-small revisions (links to three weight sets) -> predictions/main/aoa.json, collated."""
+    run = tmp_path / "run"
+    (run / "revisions").mkdir(parents=True)
+    for k, name in enumerate(TRACK_REVISIONS["strict-small"]):
+        (run / "revisions" / name).symlink_to(run_dir / "revisions" / ["chck_1M", "chck_10M", "chck_100M"][k % 3])
+    written = main([str(run), "--data", str(write_suite(tmp_path / "suite")), "--no-progress"])
+    assert written["tasks"]["aoa"]["official_setup"] and len(written["tasks"]["aoa"]["revisions"]) == 19
+    part = json.loads((run / "eval" / "predictions" / "main" / "aoa.json").read_text())
+    assert len(part["results"]) == 19 * 7 and part["metadata"]["completed_steps"] == 19
+    submission = json.loads(next((run / "eval").glob("all_full_preds_and_fast_scores_*.json")).read_text())
+    assert submission["aoa"] == part
 
 
 def test_missing_revisions_and_data_are_named(run_dir, tmp_path):
@@ -260,17 +275,6 @@ def test_missing_revisions_and_data_are_named(run_dir, tmp_path):
     (suite / "full_eval" / "aoa" / "cdi_human.csv").unlink()
     with pytest.raises(SystemExit, match="full_eval/aoa/cdi_human.csv not found"):
         main([str(run_dir), "--data", str(suite), "--revisions", "chck_1M"])
-
-
-def test_shell_script_runs_from_any_directory(run_dir, tmp_path):
-    suite = write_suite(tmp_path / "suite")
-    proc = subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "eval-aoa.sh"), str(run_dir), "--data", str(suite),
-         "--revisions", "chck_1M", "chck_100M", "chck_10M", "--output", str(tmp_path / "out.json"), "--no-progress"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "aoa r = " in proc.stdout and "aoa" in json.loads((tmp_path / "out.json").read_text())["tasks"]
 
 
 def test_real_aoa_files_load_with_the_documented_counts():

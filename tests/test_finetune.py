@@ -142,7 +142,7 @@ def test_tiny_separable_task_is_learnt_and_predictions_are_official(checkpoint, 
     assert entry["best_epoch"] in (1, 2) and len(entry["epoch_metrics"]) == 2
     assert entry["score"] == max(m["accuracy"] for m in entry["epoch_metrics"])
     assert entry["n_train"] == 96 and entry["n_items"] == 40 and not entry["official_setup"]
-    predictions = json.loads((checkpoint / "eval" / "finetune" / "rte" / "predictions.json").read_text())
+    predictions = json.loads((checkpoint / "eval" / "predictions" / "main" / "glue.json").read_text())
     assert [p["id"] for p in predictions["rte"]["predictions"]] == [f"rte_{i}" for i in range(40)]
     labels = np.array([r["label"] for r in separable_rows(40, 1)])
     preds = np.array([p["pred"] for p in predictions["rte"]["predictions"]])
@@ -169,10 +169,11 @@ def test_glue_aggregate_needs_all_seven_tasks():
     assert glue_aggregate(tasks) is None
 
 
-def test_shell_scripts_print_usage_without_a_model():
-    for script in ("eval-finetune.sh", "eval-aoa.sh"):
+def test_shell_scripts_hand_their_module_to_eval_all():
+    """eval-all.sh runs `python -m $BABYKD_EVAL_MODULE` (its real runs are tested with babykd.evaluate)."""
+    for script, module in (("eval-finetune.sh", "babykd.evaluation.finetune"), ("eval-aoa.sh", "babykd.evaluation.aoa")):
         proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script)], capture_output=True, text=True, timeout=30)
-        assert proc.returncode == 2 and "usage:" in proc.stderr
+        assert proc.returncode == 2 and "usage:" in proc.stderr and f"python -m {module}" in proc.stderr
 
 
 def test_real_glue_files_load_and_boolq_multirc_training_sets_are_missing():

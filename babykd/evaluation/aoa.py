@@ -29,9 +29,12 @@ What is ours: each revision's contexts are scored in length-sorted batches
 than a model with learned positions can take gives NaN, as the official
 per-item call fails there and records NaN.
 
-Outputs: ``MODEL_DIR/eval/aoa/surprisal.json`` in the official format (what
-the leaderboard's collate step uploads) and the ``aoa`` entry of
-``MODEL_DIR/eval/results.json``. ``--from-surprisals FILE`` scores an existing
+Outputs: the ``aoa`` entry of ``MODEL_DIR/eval/results.json`` and
+``MODEL_DIR/eval/predictions/main/aoa.json``, the official ``surprisal.json``
+content, which is the ``aoa`` part of the submission file (`submission`,
+collated again after each run); a run on a subset (``--max-words``,
+``--revisions``) writes its surprisals to ``eval/aoa_partial_surprisal.json``
+instead. ``--from-surprisals FILE`` scores an existing
 surprisal file (ours or the official pipeline's) without any model.
 """
 
@@ -54,8 +57,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.atomic import atomic_write_json
+from babykd.evaluation import submission
 from babykd.evaluation.aoa_fit import curve_fitness
-from babykd.evaluation.family_results import learned_position_limit, model_label, save_family_results
+from babykd.evaluation.family_results import learned_position_limit, model_label, refresh_submission, save_family_results
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
@@ -73,7 +77,10 @@ TRACK_REVISIONS: dict[str, tuple[str, ...]] = {
     "strict": tuple(map(revision_name, _SMALL + tuple(100 * k * M for k in range(2, 11)))),
 }
 REVISIONS_DIR = "revisions"
-RESULTS_SUBDIR = "aoa"
+#: `--revisions found`: every revision folder the run has.
+FOUND = "found"
+#: Surprisals of a run on a subset of words or revisions (not a submission part).
+PARTIAL_SURPRISALS = "aoa_partial_surprisal.json"
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,18 @@ def find_revisions(model_dir: Path, names: Sequence[str]) -> list[Revision]:
             "the AoA score needs every checkpoint of the track (or name the ones to use with --revisions)"
         )
     return revisions
+
+
+def revision_names(model_dir: Path, requested: Sequence[str] | None, track: str) -> Sequence[str]:
+    """The revisions to read: the track's list by default, every ``chck_*`` folder for ``found``, else those named."""
+    if requested is None:
+        return TRACK_REVISIONS[track]
+    if list(requested) == [FOUND]:
+        found = [p.name for p in (model_dir / REVISIONS_DIR).glob("chck_*") if p.is_dir()]
+        if not found:
+            raise TaskDataError(f"{model_dir / REVISIONS_DIR}: no chck_* revision folders")
+        return found
+    return requested
 
 
 def word_requests(tokenizer: Any, words: Sequence[str], contexts: Sequence[str], max_length: int | None) -> list[Request | None]:
@@ -250,7 +269,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("model", type=Path, help="run directory holding revisions/chck_*")
     parser.add_argument("--data", default=None, help="BabyLM 2025 evaluation zip or folder (default: $BABYKD_EVAL_DATA_2025, else ../shared/evaluation_data_2025.zip)")
     parser.add_argument("--track", choices=sorted(TRACK_REVISIONS), default="strict-small", help="which official revision list to read")
-    parser.add_argument("--revisions", nargs="+", default=None, help="revision names to use instead of the track's list")
+    parser.add_argument("--revisions", nargs="+", default=None,
+                        help="revision names to use instead of the track's list, or 'found': every revisions/chck_* of the run "
+                             "(e.g. a demo's scaled schedule); not an official score unless they are the track's list")
     parser.add_argument("--from-surprisals", type=Path, default=None, help="score this surprisal.json instead of running models")
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default: MODEL_DIR/eval/results.json)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
@@ -262,7 +283,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for flag in ("batch_tokens", "max_words"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
-    if args.revisions:
+    if args.revisions and args.revisions != [FOUND]:
         for name in args.revisions:
             try:
                 revision_words(name)
@@ -278,25 +299,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:  # data and revisions first: a missing file or checkpoint fails before any model is loaded
         data = load_aoa_data(SuiteData(args.data), args.max_words)
         if args.from_surprisals is not None:
-            records = json.loads(args.from_surprisals.read_text(encoding="utf-8"))["results"]
+            payload = json.loads(args.from_surprisals.read_text(encoding="utf-8"))
+            records = payload.get("results") if isinstance(payload, dict) else None
+            if not records:
+                raise TaskDataError(f"{args.from_surprisals}: not a surprisal file (no 'results' list of records)")
             surprisal_file = args.from_surprisals
         else:
-            revisions = find_revisions(args.model, args.revisions or TRACK_REVISIONS[args.track])
-    except (TaskDataError, OSError, KeyError, json.JSONDecodeError) as exc:
+            revisions = find_revisions(args.model, revision_names(args.model, args.revisions, args.track))
+    except (TaskDataError, OSError, json.JSONDecodeError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    steps = {r["step"] for r in records} if args.from_surprisals is not None else {r.name for r in revisions}
+    official = args.max_words is None and steps == set(TRACK_REVISIONS[args.track])
     if args.from_surprisals is None:
         records = run_revisions(revisions, data, device, dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress)
-        surprisal_file = args.model / "eval" / RESULTS_SUBDIR / "surprisal.json"
-        atomic_write_json(surprisal_file, {
+        surprisals = {
             "metadata": {"model_name": model_label(args.model), "use_bos_only": False,
                          "total_steps": len(revisions), "completed_steps": len(revisions)},
             "results": records,
-        })
+        }
+        if official:  # the submission's "aoa" part
+            surprisal_file = submission.write_predictions(args.model / "eval", None, "aoa", surprisals)
+        else:  # a subset of words or revisions: kept out of the submission
+            surprisal_file = args.model / "eval" / PARTIAL_SURPRISALS
+            atomic_write_json(surprisal_file, surprisals)
     entry = {**score_records(records, data), "surprisal_file": str(surprisal_file), "dtype": args.dtype,
-             "max_words": args.max_words}
+             "max_words": args.max_words, "official_setup": official and args.dtype == "fp32"}
     written = save_family_results(args.model, args.output, {"aoa": entry}, time.perf_counter() - start, device)
     print(f"{model_label(args.model)}: aoa r = {entry['score']:.4f} over {entry['n_words']} words "
           f"({len(entry['revisions'])} revisions, {entry['nan_surprisals']} NaN surprisals) -> {surprisal_file}")
+    if args.from_surprisals is None and official:
+        refresh_submission(args.model)
     return written
 
 

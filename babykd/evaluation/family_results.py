@@ -1,9 +1,9 @@
 """Results of the non-zero-shot families (AoA, GLUE fine-tuning) into the model's ``eval/results.json``.
 
 Why a helper: both families write the same kind of record as `babykd.evaluate`
-(model path, provenance, task entries with ``score``/``stderr``) through
-`report.write_results`, so their entries merge with the zero-shot ones of the
-same model and show up in the same tables.
+(model path, weights fingerprint, provenance, task entries with
+``score``/``stderr``) through `report.write_results`, so their entries merge
+with the zero-shot ones of the same weights and show up in the same tables.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from babykd.evaluate import collate_submission, weights_fingerprint
 from babykd.evaluation.report import write_results
 from babykd.provenance import provenance
 
@@ -39,8 +40,15 @@ def save_family_results(
     """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written."""
     record = {
         "model": model_label(model_dir),
+        "weights_sha256": weights_fingerprint(model_dir),
         "wall_time_s": round(wall_time_s, 3),
         "tasks": tasks,
         **provenance(torch_device=str(device)),
     }
     return write_results(output or Path(model_dir) / "eval" / "results.json", record)
+
+
+def refresh_submission(model_dir: Path) -> None:
+    """Collate the submission file again, now that this family's predictions are in, and say what it lacks."""
+    path, missing = collate_submission(Path(model_dir) / "eval")
+    print(f"submission file: {path} ({len(missing)} parts missing for a complete upload)")

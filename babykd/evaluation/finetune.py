@@ -29,15 +29,18 @@ the official pipeline (``evaluation_pipeline/finetune/`` and
   accuracy over the seven tasks (``calculate_results_from_pred.py``).
 
 Results: the task entries of ``MODEL_DIR/eval/results.json`` (score =
-accuracy) and ``MODEL_DIR/eval/finetune/<task>/predictions.json`` in the
-official format. A task whose data is missing (BoolQ and MultiRC training sets
+accuracy) and the task's official predictions in
+``MODEL_DIR/eval/predictions/main/glue.json``, the ``glue`` part of the
+submission file (`submission`, collated again after each run); a run on a
+subset (``--max-train-examples``, ``--max-valid-examples``) stays out of the
+submission. A task whose data is missing (BoolQ and MultiRC training sets
 here) is an error naming the file; the other tasks still run.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import math
 import random
 import sys
@@ -52,9 +55,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
-from babykd.atomic import atomic_write_json
-from babykd.evaluation.family_results import learned_position_limit, model_label, save_family_results
+from babykd.evaluation import submission
+from babykd.evaluation.family_results import learned_position_limit, model_label, refresh_submission, save_family_results
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
@@ -192,6 +196,8 @@ def predict(model: SequenceClassifier, tokenizer: Any, split: GlueSplit, batch_s
 
 @dataclass
 class FinetuneResult:
+    """The kept epoch: its validation metrics and predictions; `epoch_metrics` has every epoch's."""
+
     metrics: dict[str, float]
     predictions: np.ndarray
     best_epoch: int
@@ -208,7 +214,12 @@ def finetune(
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
     if tokenizer.pad_token_id is None:
         raise TaskDataError(f"{model_dir}: the tokenizer has no pad token; the official fine-tuning pads batches and needs one")
-    backbone = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the LM head left out of AutoModel is reported as "UNEXPECTED": expected here
+    try:
+        backbone = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     limit = learned_position_limit(backbone.config)
     max_length = min(hp.max_length, limit) if limit is not None else hp.max_length
     model = SequenceClassifier(backbone, task.num_labels, hp).to(device)
@@ -220,8 +231,8 @@ def finetune(
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
     scheduler = cosine_with_warmup(optimizer, int(hp.warmup_proportion * total), total, hp.min_factor)
     labels = torch.from_numpy(train.labels)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    history = []
+    best: FinetuneResult | None = None
+    history: list[dict[str, float]] = []
     bar = tqdm(total=total, desc=f"fine-tuning {task.name}", unit="step", disable=not progress)
     for epoch in range(epochs):
         model.train()
@@ -238,16 +249,16 @@ def finetune(
         predictions = predict(model, tokenizer, valid, hp.valid_batch_size, max_length, device, progress)
         metrics = classification_metrics(predictions, valid.labels, task.metrics)
         history.append(metrics)
-        if best is None or metrics[task.metric_for_valid] > best[0]:  # strictly better: ties keep the earlier epoch
-            best = (metrics[task.metric_for_valid], epoch + 1, copy.deepcopy(model.state_dict()))
+        # Strictly better: ties keep the earlier epoch. The pipeline re-evaluates a copy of the kept
+        # model; evaluation is deterministic, so the kept epoch's own predictions are the same.
+        if best is None or metrics[task.metric_for_valid] > best.metrics[task.metric_for_valid]:
+            best = FinetuneResult(metrics, predictions, epoch + 1, history, max_length)
     bar.close()
-    model.load_state_dict(best[2])
-    predictions = predict(model, tokenizer, valid, hp.valid_batch_size, max_length, device, progress)
-    return FinetuneResult(classification_metrics(predictions, valid.labels, task.metrics), predictions, best[1], history, max_length)
+    return best
 
 
 def task_entry(task: GlueTask, result: FinetuneResult, train: GlueSplit, valid: GlueSplit, hp: Hyperparameters,
-               predictions_file: Path, max_train_examples: int | None, max_valid_examples: int | None) -> dict[str, Any]:
+               predictions_file: Path | None, max_train_examples: int | None, max_valid_examples: int | None) -> dict[str, Any]:
     """The results entry of one task: score = validation accuracy of the kept epoch (the leaderboard's per-task number)."""
     batch_size, epochs = hp.for_task(task)
     return {
@@ -264,12 +275,23 @@ def task_entry(task: GlueTask, result: FinetuneResult, train: GlueSplit, valid: 
         "official_setup": hp == Hyperparameters() and max_train_examples is None and max_valid_examples is None,
         "max_train_examples": max_train_examples,
         "max_valid_examples": max_valid_examples,
-        "predictions_file": str(predictions_file),
+        "predictions_file": str(predictions_file) if predictions_file else None,
         "path": valid.path,
         "train_path": train.path,
         "data_sha256": valid.sha256,
         "train_sha256": train.sha256,
     }
+
+
+def write_glue_predictions(eval_dir: Path, task: str, predictions: np.ndarray) -> Path:
+    """Add `task` to the submission's ``glue`` part: {task: {"predictions": [{"id": "rte_0", "pred": 1}, ...]}}.
+
+    Tasks fine-tuned earlier stay; keys are sorted, the order the official collate step merges them in.
+    """
+    path = submission.predictions_path(eval_dir, None, "glue")
+    glue = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    glue[task] = {"predictions": [{"id": f"{task}_{i}", "pred": int(p)} for i, p in enumerate(predictions)]}
+    return submission.write_predictions(eval_dir, None, "glue", dict(sorted(glue.items())))
 
 
 def glue_aggregate(tasks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -345,9 +367,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress)
         except TaskDataError as exc:
             raise SystemExit(f"error: {exc}") from None
-        predictions_file = args.model / "eval" / "finetune" / name / "predictions.json"
-        atomic_write_json(predictions_file, {name: {"predictions": [
-            {"id": f"{name}_{i}", "pred": int(p)} for i, p in enumerate(result.predictions)]}})
+        subset = args.max_train_examples is not None or args.max_valid_examples is not None
+        predictions_file = None if subset else write_glue_predictions(args.model / "eval", name, result.predictions)
         entry = task_entry(task, result, train, valid, args.hp, predictions_file, args.max_train_examples, args.max_valid_examples)
         written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device)
         extra = "".join(f", {m} {v:.4f}" for m, v in result.metrics.items() if m != "accuracy")
@@ -357,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if aggregate is not None:
         written = save_family_results(args.model, args.output, {"glue": aggregate}, time.perf_counter() - start, device)
         print(f"{model_label(args.model)}: glue (mean accuracy of 7 tasks) {aggregate['score']:.4f}")
+    if splits and args.max_train_examples is None and args.max_valid_examples is None:
+        refresh_submission(args.model)
     if errors:
         raise SystemExit("error: not scored for missing or bad data:\n  " + "\n  ".join(errors))
     return written
