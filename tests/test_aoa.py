@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import curve_fit
 from tokenizers import processors
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -31,6 +31,8 @@ from babykd.evaluation.aoa import (
 from babykd.evaluation.aoa_fit import CHANCE_SURPRISAL, child_aoa, curve_fitness, model_aoa, sigmoid
 from babykd.evaluation.suite_data import SuiteData
 from conftest import shared_or_skip
+
+curve_fit = pytest.importorskip("scipy.optimize", reason="the AoA fit needs scipy (requirements.txt)").curve_fit
 
 WORDS = ["dog", "ball", "airplane", "milk", "x"]  # "x": one character, dropped as the pipeline does
 CONTEXTS = {
@@ -266,6 +268,13 @@ def test_a_full_track_run_is_the_submission_aoa_part(run_dir, tmp_path):
     assert len(part["results"]) == 19 * 7 and part["metadata"]["completed_steps"] == 19
     submission = json.loads(next((run / "eval").glob("all_full_preds_and_fast_scores_*.json")).read_text())
     assert submission["aoa"] == part
+
+
+def test_without_scipy_the_surprisals_are_kept_and_the_error_says_how_to_score_them(run_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as on the GPU machine
+    with pytest.raises(SystemExit, match=r"scipy .*--from-surprisals .*aoa_partial_surprisal\.json"):
+        main([str(run_dir), "--data", str(write_suite(tmp_path / "suite")), "--revisions", "chck_1M", "chck_10M", "--no-progress"])
+    assert len(json.loads((run_dir / "eval" / "aoa_partial_surprisal.json").read_text())["results"]) == 2 * 7
 
 
 def test_missing_revisions_and_data_are_named(run_dir, tmp_path):

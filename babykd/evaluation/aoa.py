@@ -322,7 +322,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:  # a subset of words or revisions: kept out of the submission
             surprisal_file = args.model / "eval" / PARTIAL_SURPRISALS
             atomic_write_json(surprisal_file, surprisals)
-    entry = {**score_records(records, data), "surprisal_file": str(surprisal_file), "dtype": args.dtype,
+    try:
+        scored = score_records(records, data)
+    except ImportError as exc:  # scipy missing (the GPU machine): the surprisals are safe on disk
+        raise SystemExit(f"error: {exc}; the surprisals are saved: score them where scipy is installed with "
+                         f"--from-surprisals {surprisal_file}") from None
+    entry = {**scored, "surprisal_file": str(surprisal_file), "dtype": args.dtype,
              "max_words": args.max_words, "official_setup": official and args.dtype == "fp32"}
     written = save_family_results(args.model, args.output, {"aoa": entry}, time.perf_counter() - start, device)
     print(f"{model_label(args.model)}: aoa r = {entry['score']:.4f} over {entry['n_words']} words "
