@@ -523,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     budget = load_budget(args.budget)
     if args.smoke:
         budget = budget.shrunk(load_budget("tiny"))
-    seeds = args.seeds or budget.seeds
+    seeds = budget.seeds if args.seeds is None else args.seeds
     if seeds < 1:
         sys.exit("--seeds must be at least 1")
     name = f"{args.budget}-smoke" if args.smoke else args.budget

@@ -130,3 +130,10 @@ def test_csv_has_one_line_per_run_and_leaves_missing_figures_empty() -> None:
         ",".join(reproduce.EVAL_TASKS)
     assert lines[1] == "A,student,0,1000,2000,100,200,3,0.5,0.5,0.5"
     assert lines[3] == "B,teacher,0,1000,2000,,,,0.7,0.7,0.7"
+
+
+def test_zero_seeds_is_an_error_not_the_budget_default(tmp_path: Path) -> None:
+    """`--seeds 0` once fell back to the budget's seeds (0 is falsy) and started training."""
+    with pytest.raises(SystemExit, match="--seeds must be at least 1"):
+        reproduce.main([str(tmp_path), "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
