@@ -23,6 +23,7 @@ from babykd.evaluation.finetune import (
     SequenceClassifier,
     classification_metrics,
     cosine_with_warmup,
+    first_token_is_special,
     glue_aggregate,
     main,
 )
@@ -131,6 +132,7 @@ def test_first_token_pooling_after_bos_sees_nothing_of_the_input():
         logits[pooling] = model(batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(logits["first"][0], logits["first"][1])
     assert not torch.allclose(logits["last"][0], logits["last"][1])
+    assert first_token_is_special(tok) and not first_token_is_special(tiny_tokenizer(bos=False))  # the run warns
 
 
 def test_tiny_separable_task_is_learnt_and_predictions_are_official(checkpoint, tmp_path, capsys):

@@ -171,6 +171,12 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, names: S
     return out
 
 
+def first_token_is_special(tokenizer: Any) -> bool:
+    """Whether every pair starts with the same special token (a prepended BOS): then first-token pooling sees no input."""
+    starts = {encode_batch(tokenizer, [pair], 8)["input_ids"][0, 0].item() for pair in (("a b", "c"), ("z y", "x"))}
+    return len(starts) == 1 and starts.pop() in tokenizer.all_special_ids
+
+
 def encode_batch(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> dict[str, torch.Tensor]:
     """Text pairs -> right-padded, truncated ids and mask (the tokenizer's own pair template)."""
     return tokenizer(list(pairs), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
@@ -220,6 +226,10 @@ def finetune(
         backbone = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if hp.pooling == "first" and first_token_is_special(tokenizer):
+        print(f"warning: {model_dir}: the tokenizer prepends a special token, so the official first-token head sees the "
+              "same state for every input and can learn only the class prior; --pooling last reads the whole input",
+              file=sys.stderr)
     limit = learned_position_limit(backbone.config)
     max_length = min(hp.max_length, limit) if limit is not None else hp.max_length
     model = SequenceClassifier(backbone, task.num_labels, hp).to(device)
