@@ -9,8 +9,8 @@ evaluation pipeline's submission requirements (github babylm/evaluation-pipeline
   tokenizer's training pass) count toward a model's budget: :func:`lineage_total`
   adds them up from each run's provenance.
 * Intermediate checkpoints every 1M words seen up to 10M, then every 10M up to
-  100M (strict-small; ten times that for strict), named like the hub revisions
-  the age-of-acquisition evaluation reads: ``chck_1M`` ... ``chck_100M``.
+  100M (strict-small; strict goes on every 100M up to 1B), named like the hub
+  revisions the age-of-acquisition evaluation reads: ``chck_1M`` ... ``chck_100M``.
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ class Track:
     checkpoint_words: tuple[int, ...]
 
 
-def _schedule(unit: int) -> tuple[int, ...]:
-    """Every ``unit`` words up to 10 units, then every 10 units up to 100 (19 marks)."""
-    return tuple(unit * k for k in range(1, 11)) + tuple(unit * 10 * k for k in range(2, 11))
+def _schedule(last: int) -> tuple[int, ...]:
+    """Every 1M words up to 10M, every 10M up to 100M, every 100M up to 1B: the marks up to ``last``.
+
+    The official list (the evaluation pipeline's AoA ``StepConfig`` and collate step):
+    19 marks for strict-small, 28 for strict.
+    """
+    marks = [M * k for k in range(1, 10)] + [10 * M * k for k in range(1, 10)] + [100 * M * k for k in range(1, 11)]
+    return tuple(mark for mark in marks if mark <= last)
 
 
 TRACKS: dict[str, Track] = {
-    "strict-small": Track("strict-small", 10 * M, 100 * M, _schedule(M)),
-    "strict": Track("strict", 100 * M, 1000 * M, _schedule(10 * M)),
+    "strict-small": Track("strict-small", 10 * M, 100 * M, _schedule(100 * M)),
+    "strict": Track("strict", 100 * M, 1000 * M, _schedule(1000 * M)),
 }
 #: ``rules.track`` values: a track name, or "none" (no cap, no official schedule).
 TRACK_CHOICES = (*TRACKS, "none")

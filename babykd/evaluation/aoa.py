@@ -63,18 +63,15 @@ from babykd.evaluation.family_results import learned_position_limit, model_label
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
-from babykd.rules import revision_name, revision_words
+from babykd.rules import TRACKS, revision_name, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
 CDI_FILE = "full_eval/aoa/cdi_human.csv"
 #: The months the CDI table may have (the pipeline uses those of 16..30 present).
 CDI_AGES = tuple(range(16, 31))
-M = 1_000_000
 #: The revisions the official AoA run reads, per track (``AoA_word/eval_util.py`` ``StepConfig``).
-_SMALL = tuple(k * M for k in range(1, 10)) + tuple(10 * k * M for k in range(1, 11))
 TRACK_REVISIONS: dict[str, tuple[str, ...]] = {
-    "strict-small": tuple(map(revision_name, _SMALL)),
-    "strict": tuple(map(revision_name, _SMALL + tuple(100 * k * M for k in range(2, 11)))),
+    name: tuple(map(revision_name, track.checkpoint_words)) for name, track in TRACKS.items()
 }
 REVISIONS_DIR = "revisions"
 #: `--revisions found`: every revision folder the run has.
