@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import torch
 
-from babykd import REPO_ROOT
+from babykd import REPO_ROOT  # before torch: sets the OpenMP wait policy torch's libgomp reads on load
+import torch  # noqa: E402,I001
+
 from babykd.config import RunConfig, load_run_config
 from babykd.data.grammar import DemoCorpus, generate_demo_corpus
 
 SHARED = Path(os.environ.get("BABYKD_SHARED", REPO_ROOT.parent / "shared"))
 
-# Tests share 2 cores; more threads than cores only adds contention.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests share 2 cores; more threads than the cores this process may use only adds contention.
+torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))
 
 
 def shared_or_skip(*parts: str) -> Path:
