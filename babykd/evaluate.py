@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["weights_sha256"] = weights_fingerprint(args.model)
     written = write_results(args.output, results)
     print(summary_line(results, args.output))
-    if args.protocol == "2025" and args.max_items_per_subtask is None:
+    official = any(t.removesuffix("_fast") in SUBMISSION_KEYS for t in results["tasks"])
+    if args.protocol == "2025" and args.max_items_per_subtask is None and official:
         path, missing = collate_submission(args.eval_dir)
         print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
     return written
