@@ -48,7 +48,8 @@ def one_line_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         kind = "config error" if isinstance(error, ConfigError) else "error"
-        sys.exit(f"{kind}: {error} (--debug shows the traceback)")
+        one_line = " ".join(str(error).split())  # library OSErrors (e.g. HF loading) span several lines
+        sys.exit(f"{kind}: {one_line} (--debug shows the traceback)")
 
 
 def parse_config(argv: Sequence[str] | None, description: str,

@@ -25,6 +25,8 @@ from babykd.errors import UserError
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+#: The data-cache folder's lock (see babykd.data.pipeline).
+CACHE_LOCK_FILE = ".cache.lock"
 
 
 class FolderInUseError(UserError, RuntimeError):
@@ -32,18 +34,21 @@ class FolderInUseError(UserError, RuntimeError):
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str = "a run") -> Iterator[Path]:
+def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str = "a run",
+                lock_file: str = LOCK_FILE) -> Iterator[Path]:
     """Hold the exclusive lock of `folder` (created if missing) for the block.
 
     `wait=False` refuses at once with :class:`FolderInUseError` (two runs writing one
     run folder is always a mistake); `wait=True` blocks until the holder is done
     (two jobs building the same token cache: the second then reuses it). On
     taking the lock, temporary files that an interrupted writer left in the folder
-    are removed: while we hold the lock nobody else can be writing them.
+    are removed: while we hold the lock nobody else can be writing them. Locks of
+    different jobs use different `lock_file` names, so a cache folder that is also
+    a run folder does not deadlock the run that holds both.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
+    path = folder / lock_file
     handle = path.open("a+")
     try:
         try:
@@ -60,7 +65,8 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str =
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"host {socket.gethostname()}, pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        handle.write(f"host {socket.gethostname()}, pid {os.getpid()}, started {started}\n")
         handle.flush()
         remove_leftovers(folder)
         yield folder

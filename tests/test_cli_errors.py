@@ -42,10 +42,12 @@ def test_truncated_corpus_zip_is_one_line_and_debug_shows_the_traceback(tiny_con
 
 def test_truncated_tokenizer_json_names_the_folder(tiny_config, tmp_path: Path) -> None:
     tokenizer_dir = tmp_path / "tokenizer"
-    save_tokenizer(train_tokenizer(["the dog runs", "a cat sits"] * 20, vocab_size=300, show_progress=False), tokenizer_dir)
+    tokenizer = train_tokenizer(["the dog runs", "a cat sits"] * 20, vocab_size=300, show_progress=False)
+    save_tokenizer(tokenizer, tokenizer_dir)
     whole = (tokenizer_dir / "tokenizer.json").read_text()
     (tokenizer_dir / "tokenizer.json").write_text(whole[: len(whole) // 2])  # a copy that was cut short
-    config = tiny_config(LLAMA, "bad-tokenizer", f"data.tokenizer_dir={tokenizer_dir}", f"data.cache_dir={tmp_path / 'c'}")
+    config = tiny_config(LLAMA, "bad-tokenizer", f"data.tokenizer_dir={tokenizer_dir}",
+                         f"data.cache_dir={tmp_path / 'c'}")
     message = train_command(config, tmp_path)
     assert message.startswith(f"error: {tokenizer_dir}: the saved tokenizer cannot be loaded (JSONDecodeError")
 

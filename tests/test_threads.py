@@ -29,7 +29,9 @@ print(seen)
     ("train", None, "PASSIVE"),  # every entry point imports babykd before torch
     ("babykd, torch", "ACTIVE", "ACTIVE"),  # a policy the user set is kept
 ])
-def test_passive_openmp_wait_policy_is_set_before_torch_loads(module: str, user_value: str | None, expected: str) -> None:
+def test_passive_openmp_wait_policy_is_set_before_torch_loads(
+    module: str, user_value: str | None, expected: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if user_value:
         env["OMP_WAIT_POLICY"] = user_value

@@ -18,7 +18,7 @@ from torch.utils.data import Subset
 from transformers import PreTrainedTokenizerFast
 
 from ..atomic import atomic_write_text, remove_leftovers
-from ..run_lock import folder_lock
+from ..run_lock import CACHE_LOCK_FILE, folder_lock
 from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
 from .corpus import SPLITS, Corpus, CorpusError, DocFormat, open_corpus
 from .dataset import ChunkDataset, eval_subset
@@ -124,7 +124,7 @@ def prepare_data(
     timings = {"clean_s": time.perf_counter() - started}
 
     tokenizer_dir, cache_dir = data_dirs(corpus, tokenizer_dir, cache_dir, default_root, vocab_size, documents)
-    with folder_lock(cache_dir, wait=True, purpose="another job preparing this corpus"):
+    with folder_lock(cache_dir, wait=True, purpose="another job preparing this corpus", lock_file=CACHE_LOCK_FILE):
         remove_leftovers(tokenizer_dir.parent, prefix=f"{tokenizer_dir.name}.")
         started = time.perf_counter()
         trained = not has_tokenizer(tokenizer_dir)
