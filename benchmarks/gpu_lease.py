@@ -17,7 +17,8 @@ time limit, so a failure or a hang in one never loses the others' figures:
 2. training speed: ``bench_training.py`` per scenario (babyllama, dskd,
    pretrain-gpt2-705m at the published shapes; reference, ours, best levers);
 3. evaluation speed: ``bench_evaluation.py`` (all BLiMP/supplement/EWoK
-   sentences, fp32 and bf16).
+   sentences, fp32 and bf16), then ``--protocol 2025`` (the whole 2025
+   zero-shot suite, ours against the official loops).
 
 Every record a stage prints (also one stopped at its limit: the benchmarks
 print each figure as soon as it is measured) is appended to
@@ -176,10 +177,9 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
     correctness = [python, "-m", "pytest", "-m", "gpu", str(REPO_ROOT / "tests" / "test_gpu.py"), "-v", "-rA",
                    "-p", "no:cacheprovider", f"--junitxml={out / JUNIT}"]
     bench = [python, str(REPO_ROOT / "benchmarks" / "bench_training.py"), "--no-results"]
-    evaluation = [python, str(REPO_ROOT / "benchmarks" / "bench_evaluation.py"), "--no-minicons",
-                  "--results", str(eval_results)]
-    if eval_model is not None:
-        evaluation += ["--model", str(eval_model)]
+    model = ["--model", str(eval_model)] if eval_model is not None else []
+    scorer = [python, str(REPO_ROOT / "benchmarks" / "bench_evaluation.py"), "--results", str(eval_results), *model]
+    evaluation, suite = [*scorer, "--no-minicons"], [*scorer, "--protocol", "2025"]
     if smoke:
         stages = [Stage("correctness", 240, [*correctness, "-k", SMOKE_CORRECTNESS], junit_records,
                         {"BABYKD_GPU_TEST_DEVICE": "cpu"})]
@@ -187,8 +187,11 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
                                                    "--modes", "reference,ours", "--steps", "1", "--warmup", "1"],
                          json_lines, {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
                    for name in TRAINING_SCENARIOS]
+        cpu = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
         stages.append(Stage("evaluation", 120, [*evaluation, "--device", "cpu", "--max-items-per-subtask", "1"],
-                            json_lines, {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}))
+                            json_lines, cpu))
+        stages.append(Stage("evaluation-2025", 120, [*suite, "--device", "cpu", "--max-items-per-subtask", "1"],
+                            json_lines, cpu))
         return stages
     limits = {"babyllama": 70, "dskd": 60, "pretrain-gpt2-705m": 50}  # the issue's 3 minutes for training
     return [
@@ -197,6 +200,8 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
                 [*bench, "--scenarios", name, "--modes", LEASE_MODES, "--warmup", "5", "--steps", "15"], json_lines)
           for name in TRAINING_SCENARIOS),
         Stage("evaluation", 60, evaluation, json_lines),
+        # the official loops are the slow side; each task's record is printed as it finishes
+        Stage("evaluation-2025", 90, [*suite, "--device", "cuda"], json_lines),
     ]
 
 
@@ -241,10 +246,12 @@ def run(out: Path, pack_dir: Path, smoke: bool, eval_model: Path | None, only: S
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     with tempfile.TemporaryDirectory(prefix="babykd-lease-") as tmp:
-        shared = unpack(pack_dir, Path(tmp) / "shared")
-        env = child_environment(shared)
         stages = plan(out, sys.executable, smoke, eval_model, Path(tmp) / "evaluation.jsonl")
-        stages = [s for s in stages if not only or any(s.name.startswith(o) for o in only)]
+        unknown = sorted(set(only or ()) - {s.name for s in stages})
+        if unknown:
+            raise SystemExit(f"--only: no stage {', '.join(unknown)}; stages: {', '.join(s.name for s in stages)}")
+        stages = [s for s in stages if not only or s.name in only]
+        env = child_environment(unpack(pack_dir, Path(tmp) / "shared"))
         append_lines(results, [{"event": "kit", "mode": "smoke" if smoke else "lease", "python": sys.version.split()[0],
                                 "stages": [s.name for s in stages], "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
         with open(out / LOG, "a", encoding="utf-8") as log:
@@ -296,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK)
     r.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (the tests' run)")
     r.add_argument("--eval-model", type=Path, help="checkpoint for the evaluation stage (default: random Llama-58M)")
-    r.add_argument("--only", nargs="+", help="run only the stages whose names start with these")
+    r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (names as in the summary)")
     r.add_argument("--limit", nargs="+", default=[], metavar="STAGE=SECONDS", help="override a stage's time limit")
     q = commands.add_parser("reproduce", help="the lease-sized reproduction (issue 14) into OUT_DIR")
     q.add_argument("out", type=Path)

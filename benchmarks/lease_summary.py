@@ -151,6 +151,26 @@ def evaluation_section(evidence: Evidence) -> list[str]:
     return lines
 
 
+def suite_section(evidence: Evidence) -> list[str]:
+    """The 2025 suite per task (each printed as it finished), ours against the official loops."""
+    records = evidence.records("evaluation-2025")
+    summary = next((r for r in records if r.get("benchmark") == "evaluation-2025"), None)
+    tasks = [r for r in records if "task" in r]
+    # Per-task lines carry no device: the summary's, or (stage stopped early) the device the lease asked for.
+    device = summary.get("device") if summary else None if evidence.smoke else "cuda (the stage's --device)"
+    reason = evidence.why_missing("evaluation-2025") if not tasks else evidence.refused({}, device)
+    if reason:
+        return [f"Not measured: {reason}."]
+    lines = [f"Device: {device}." + ("" if summary else " The stage stopped before its summary: tasks measured so far."),
+             "", "| task | items | ours (s) | official loop (s) | ratio | same decisions |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['task']} | {r['items']:,} | {r['ours_s']} | {r['official_loop_s']} | {r['speedup']} | "
+              f"{r['same_decisions']:.2%} |" for r in tasks]
+    if summary:
+        lines.append(f"| **suite** | {summary['items']:,} | {summary['ours_s']} | {summary['official_loop_s']} | "
+                     f"{summary['speedup']} | |")
+    return lines
+
+
 def goals_section(evidence: Evidence) -> list[str]:
     lines = ["| goal | measured | met |", "|---|---|---|"]
     for scenario, figure, threshold in TRAINING_GOALS:
@@ -204,6 +224,7 @@ def render(lines: list[dict[str, Any]], smoke: bool) -> str:
         "## Correctness (`pytest -m gpu`)", "", *correctness_section(evidence), "",
         "## Training speed (`bench_training.py`)", "", *training_section(evidence, scenarios), "",
         "## Evaluation speed (`bench_evaluation.py`)", "", *evaluation_section(evidence), "",
+        "## The 2025 zero-shot suite (`bench_evaluation.py --protocol 2025`)", "", *suite_section(evidence), "",
         "## Against the goals", "", *goals_section(evidence), "",
     ]
     return "\n".join(parts)

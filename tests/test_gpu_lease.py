@@ -116,7 +116,8 @@ def test_smoke_runs_every_stage_and_brings_back_few_files(smoke) -> None:
     files = sorted(p.name for p in out.rglob("*") if p.is_file())
     assert len(files) <= MAX_FILES_BACK and {gpu_lease.RESULTS, gpu_lease.SUMMARY} <= set(files), files
     ends = {line["stage"]: line for line in lines if line.get("event") == "end"}
-    expected = ["correctness", *(f"training-{s}" for s in gpu_lease.TRAINING_SCENARIOS), "evaluation"]
+    expected = ["correctness", *(f"training-{s}" for s in gpu_lease.TRAINING_SCENARIOS), "evaluation",
+                "evaluation-2025"]
     assert list(ends) == expected
     assert all(end["status"] == "ok" and end["records"] > 0 for end in ends.values()), ends
 
@@ -132,6 +133,9 @@ def test_smoke_records_carry_the_measured_figures(smoke) -> None:
         assert records["ours/reference"]["loss_match"] is True
     summary = next(r for r in lines if r.get("benchmark") == "evaluation")
     assert summary["items"] == 83 and {run["dtype"] for run in summary["runs"]} == {"fp32", "bf16"}  # 1 per subtask
+    suite = [r for r in lines if r.get("stage") == "evaluation-2025" and "task" in r]
+    assert {r["task"] for r in suite} >= {"blimp_filtered", "entity_tracking", "reading"}
+    assert all(r["ours_s"] > 0 and r["official_loop_s"] > 0 for r in suite)
 
 
 def test_smoke_summary_shows_the_records_and_marks_the_rest_not_measured(smoke) -> None:
@@ -139,6 +143,8 @@ def test_smoke_summary_shows_the_records_and_marks_the_rest_not_measured(smoke) 
     text = (out / gpu_lease.SUMMARY).read_text()
     assert text.startswith("# GPU lease kit — CPU smoke")
     training = text.split("## Training speed")[1].split("## Evaluation speed")[0]
+    suite = text.split("## The 2025 zero-shot suite")[1].split("## Against the goals")[0]
+    assert "| entity_tracking |" in suite and "| **suite** |" in suite
     assert "not measured" not in training
     ours = next(r for r in lines if r.get("stage") == "training-babyllama" and r.get("mode") == "ours")
     assert f"| babyllama | ours | {ours['tokens_per_s']:,.0f} |" in training
@@ -186,10 +192,19 @@ def test_a_lease_summary_holds_gpu_figures_against_the_goals() -> None:
     assert "| babyllama mfu ≥ 0.35 | 30.0% (ours) | no |" in text
     assert "pretrain-gpt2-705m speedup ≥ 2.3× | not measured: stage did not run" in text
     assert "Not measured: stage did not run." in text  # correctness and evaluation never ran
+    suite_lines = [{"stage": "evaluation-2025", "event": "start", "limit_s": 90},
+                   {"stage": "evaluation-2025", "task": "reading", "items": 1726, "ours_s": 0.5, "official_loop_s": 9.0,
+                    "speedup": 18.0, "max_abs_score_diff": 1e-6, "same_decisions": 1.0},
+                   {"stage": "evaluation-2025", "event": "end", "status": "timeout", "returncode": -9, "wall_s": 90.0,
+                    "limit_s": 90, "records": 1}]
+    stopped = lease_summary.render(suite_lines, smoke=False)  # killed before its summary: the finished task stays
+    assert "| reading | 1,726 | 0.5 | 9.0 | 18.0 | 100.00% |" in stopped and "tasks measured so far" in stopped
 
 
-def test_limit_overrides_are_checked() -> None:
+def test_limit_overrides_and_stage_names_are_checked(tmp_path: Path) -> None:
     assert gpu_lease.parse_limits(["evaluation=30"]) == {"evaluation": 30}
     for bad in ("evaluation", "evaluation=0", "evaluation=x"):
         with pytest.raises(SystemExit, match="STAGE=SECONDS"):
             gpu_lease.parse_limits([bad])
+    with pytest.raises(SystemExit, match="--only: no stage evaluatio; stages: correctness, training-babyllama"):
+        gpu_lease.main(["run", str(tmp_path / "out"), "--only", "evaluatio", "--pack-dir", str(tmp_path)])
