@@ -32,9 +32,10 @@ from transformers.trainer_callback import ExportableState
 
 from babykd.atomic import atomic_write_text
 from babykd.config import DistillationConfig, LossWeightsConfig
-from babykd.data.dataset import EpochShuffleSampler
+from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
 from babykd import losses
 from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
+from babykd.words_seen import WordsSeen
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class KDTrainer(Trainer):
         teachers: Sequence[PreTrainedModel] = (),
         distillation: DistillationConfig | None = None,
         extra_modules: losses.DistillationModules | None = None,
+        words_seen: WordsSeen | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -137,6 +139,9 @@ class KDTrainer(Trainer):
             self.add_callback(DatasetEpochCallback(self.train_dataset))
         self._term_sums: dict[str, torch.Tensor | float] = defaultdict(float)
         self._term_counts = 0
+        self.words_seen = words_seen
+        if words_seen is not None:
+            self.add_callback(words_seen)
 
     def _freeze(self, teacher: PreTrainedModel, dtype: torch.dtype | None) -> PreTrainedModel:
         teacher.to(device=self.args.device, dtype=dtype)
@@ -158,6 +163,13 @@ class KDTrainer(Trainer):
         return EpochShuffleSampler(len(dataset), seed=self.args.seed)
 
     # ------------------------------------------------------------------ the loss
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Hand the micro-batch's word counts to the words-seen ledger; the model never sees them."""
+        words = inputs.pop(WORDS_KEY, None)
+        if words is not None and self.words_seen is not None:
+            self.words_seen.add(words)
+        return super().training_step(model, inputs, *args, **kwargs)
 
     def compute_loss(
         self,
@@ -264,6 +276,8 @@ class KDTrainer(Trainer):
                 logs[f"loss_{name}"] = round(value, 6)
             self._term_sums.clear()
             self._term_counts = 0
+        if self.words_seen is not None:
+            logs["words_seen"] = self.words_seen.total
         super().log(logs, *args, **kwargs)
 
     # ------------------------------------------------------------------ optimizer + checkpoints
