@@ -192,9 +192,6 @@ def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
     pairs = [(rows.items[i], rows.words[i]) for i in keep]
     texts = [s for items in loaded.values() for item in items for s in item.sentences]
     model, tokenizer, model_name = load_model(args, [Item("", t, t) for t in texts[:20000]])
-    if args.model is None:  # the random model's tokenizer: add the start token as saved tokenizers have it
-        from babykd.data.tokenizer import with_bos
-        tokenizer = with_bos(tokenizer)
     model.to(args.device).eval()
     runs, total_ours, total_ref, total_items = [], 0.0, 0.0, 0
     for task, items in list(loaded.items()) + [("reading", pairs)]:
