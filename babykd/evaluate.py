@@ -22,7 +22,6 @@ Age of acquisition and (Super)GLUE fine-tuning are separate commands
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import traceback
@@ -47,7 +46,6 @@ SEPARATE_COMMANDS = {
     "glue": "scripts/eval-finetune.sh MODEL_DIR [TASK...] (python -m babykd.evaluation.finetune)",
 }
 #: Weight files hashed for the results' fingerprint.
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 
 
 class CleanError(Exception):
@@ -118,23 +116,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 + (f" ({extra})" if extra else "") + ", or a folder of JSONL files"
             )
     return args
-
-
-def weights_fingerprint(model_dir: str | Path) -> str | None:
-    """SHA-256 over the weight files' names and contents; None for a hub name."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return None
-    files = sorted({f for pattern in WEIGHT_PATTERNS for f in model_dir.glob(pattern) if f.name != "training_args.bin"})
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def load_tokenizer(model: str) -> Any:
@@ -229,7 +210,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results = run_2025(args, model, tokenizer, source)
     except (TaskDataError, ValueError) as exc:  # missing data, a choice the tokenizer cannot encode
         raise CleanError(str(exc)) from exc
-    results["weights_sha256"] = weights_fingerprint(args.model)
     written = write_results(args.output, results)
     print(summary_line(results, args.output))
     official = any(t.removesuffix("_fast") in SUBMISSION_KEYS for t in results["tasks"])

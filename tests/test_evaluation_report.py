@@ -7,7 +7,9 @@ import io
 import pytest
 from matplotlib.image import imread
 
-from babykd.evaluation.report import heatmap_columns, plot_learning_curves, plot_results, revision_words
+from babykd.evaluation.report import (
+    heatmap_columns, plot_learning_curves, plot_results, revision_words, weights_fingerprint, write_results,
+)
 
 
 ALL = ("blimp_filtered", "blimp_supplement", "ewok_filtered", "entity_tracking", "wug_past_tense")
@@ -34,5 +36,21 @@ def test_learning_curves_over_revisions():
     assert imread(io.BytesIO(plot_learning_curves(records)), format="png").ndim == 3
     with pytest.raises(ValueError, match="chck_"):
         plot_learning_curves([record("/runs/a", None, 0.5)])
-    with pytest.raises(ValueError, match="not named"):
+    with pytest.raises(ValueError, match="not a checkpoint revision name"):
         revision_words("checkpoint-500")
+
+
+def test_results_written_without_a_fingerprint_are_keyed_by_the_weights_too(tmp_path):
+    """Writers that call write_results directly (the demo, reproduce) get the same staleness check."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"weights one")
+    results = tmp_path / "results.json"
+    entry = {"score": 0.5, "stderr": 0.01}
+    first = write_results(results, {"model": str(model_dir), "tasks": {"demo_pairs": entry}})
+    assert first["weights_sha256"] == weights_fingerprint(model_dir) is not None
+    merged = write_results(results, {"model": str(model_dir), "tasks": {"blimp_filtered": entry}})
+    assert set(merged["tasks"]) == {"demo_pairs", "blimp_filtered"}  # same weights: kept
+    (model_dir / "model.safetensors").write_bytes(b"weights two")  # retrained into the same folder
+    fresh = write_results(results, {"model": str(model_dir), "tasks": {"ewok_filtered": entry}})
+    assert set(fresh["tasks"]) == {"ewok_filtered"}

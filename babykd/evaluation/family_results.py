@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from babykd.evaluate import collate_submission, weights_fingerprint
+from babykd.evaluate import collate_submission
 from babykd.evaluation.report import write_results
 from babykd.provenance import provenance
 
@@ -40,7 +40,6 @@ def save_family_results(
     """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written."""
     record = {
         "model": model_label(model_dir),
-        "weights_sha256": weights_fingerprint(model_dir),
         "wall_time_s": round(wall_time_s, 3),
         "tasks": tasks,
         **provenance(torch_device=str(device)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.evaluation.suite import SUITE_TASKS
 from babykd.evaluation.tasks import DEFAULT_TASKS
+from babykd.rules import revision_words
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
@@ -41,6 +43,27 @@ def read_results(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
+#: Weight files whose content identifies a model's scores (not HF's training_args.bin).
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+def weights_fingerprint(model_dir: str | Path) -> str | None:
+    """SHA-256 over the weight files' names and contents; None for a hub name."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return None
+    files = sorted({f for pattern in WEIGHT_PATTERNS for f in model_dir.glob(pattern) if f.name != "training_args.bin"})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str, Any]:
     """Write `results` atomically, keeping tasks scored earlier on the SAME weights and not re-scored.
 
@@ -51,6 +74,8 @@ def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str,
     same folder never shows scores of its old weights. Returns what was written.
     """
     path = Path(path)
+    if results.get("weights_sha256") is None:  # every writer keys its scores by the weights it scored
+        results = {**results, "weights_sha256": weights_fingerprint(results["model"])}
     merged = results
     if path.exists():
         try:
@@ -227,14 +252,6 @@ def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
     ax.tick_params(length=0)
     ax.set_title("scores (accuracy; wug: Spearman ρ; reading: R² gain) — darker = better within a column", fontsize=9)
     return _png(fig)
-
-
-def revision_words(revision: str) -> float:
-    """Words seen by a ``chck_<N>M`` revision (the pipeline's names), for the x axis."""
-    match = re.fullmatch(r"chck_(\d+(?:\.\d+)?)([KMB])", revision)
-    if not match:
-        raise ValueError(f"revision {revision!r} is not named chck_<number><K|M|B>")
-    return float(match.group(1)) * {"K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
 
 
 def plot_learning_curves(records: Sequence[dict[str, Any]]) -> bytes:
