@@ -159,12 +159,12 @@ babykd_prepare_data() {
     "$BABYKD_PYTHON" - "$1" "${lines[@]:1}" "${@:2}" <<'PY'
 import sys
 from babykd.config import load_run_config
-from babykd.training import default_data_dirs, load_data
+from babykd.training import load_data
 
 config_path, *argv = sys.argv[1:]
 config = load_run_config(config_path, [a for a in argv if not a.startswith("--")])
 data = load_data(config)
-print("tokenizer and caches ready:", *default_data_dirs(config), f"{data.train_tokens:,} train tokens")
+print("tokenizer and caches ready:", data.stats["tokenizer"]["dir"], data.cache_dir, f"{data.train_tokens:,} train tokens")
 PY
 }
 
