@@ -13,7 +13,6 @@ all` collects these and reports them by name next to the scores.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch
 
 from babykd.evaluation import ranking, reading
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
-from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, subsample
+from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, parse_json_object, subsample
 
 #: Our task name -> the key of the official submission file (collate_preds.py).
 SUBMISSION_KEYS: dict[str, str] = {
@@ -113,15 +112,8 @@ def _records(where: str, data: bytes) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file; errors name the file and line."""
     out = []
     for lineno, line in enumerate(data.decode("utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskDataError(f"{where}:{lineno}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise TaskDataError(f"{where}:{lineno}: expected a JSON object")
-        out.append(record)
+        if line.strip():
+            out.append(parse_json_object(line, f"{where}:{lineno}"))
     if not out:
         raise TaskDataError(f"{where}: no items")
     return out

@@ -110,14 +110,20 @@ def resolve_task_dir(task: str | os.PathLike, data_dir: str | os.PathLike | None
     )
 
 
-def _parse_line(line: str, where: str, layout: tuple[str | None, str, str] | None) -> tuple[Item, tuple]:
-    """Parse one JSONL line; the file's layout is fixed by its first item."""
+def parse_json_object(line: str, where: str) -> dict:
+    """One JSONL line as a JSON object; errors name ``where`` (file and line)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise TaskDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(record, dict):
         raise TaskDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _parse_line(line: str, where: str, layout: tuple[str | None, str, str] | None) -> tuple[Item, tuple]:
+    """Parse one JSONL line; the file's layout is fixed by its first item."""
+    record = parse_json_object(line, where)
     if layout is None:
         layout = next((lay for lay in _LAYOUTS if lay[1] in record), None)
         if layout is None:
