@@ -173,8 +173,9 @@ def begin_run(config: RunConfig, run_dir: Path, fresh: bool) -> None:
     Until here a rerun changes nothing in the folder, so a rerun that fails its
     data or teacher checks leaves a finished run finished, with its own config.
     The finished mark goes first: killed at any point after, the folder does not
-    look finished. A fresh start also drops an earlier run's checkpoints, which a
-    later `--resume` (or the Trainer's rotation) would otherwise mix with this run's.
+    look finished. A fresh start also drops an earlier run's checkpoints and word-mark
+    revisions, which a later `--resume` (or the Trainer's rotation, or an AoA evaluation)
+    would otherwise mix with this run's.
     """
     (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
     checkpoints = run_dir / "checkpoints"
@@ -182,6 +183,9 @@ def begin_run(config: RunConfig, run_dir: Path, fresh: bool) -> None:
         logger.warning("fresh start: removing the earlier run's checkpoints in %s", checkpoints)
         for old in checkpoints.glob("checkpoint-*"):
             shutil.rmtree(old)
+    if fresh and (run_dir / REVISIONS_DIR).is_dir():
+        logger.warning("fresh start: removing the earlier run's revisions in %s", run_dir / REVISIONS_DIR)
+        shutil.rmtree(run_dir / REVISIONS_DIR)
     atomic_write_text(run_dir / "run_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 

@@ -21,7 +21,6 @@ weights), so no mark is skipped or duplicated.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,14 +92,6 @@ class WordsSeen(TrainerCallback, ExportableState):
                 tokenizer.save_pretrained(tmp)
             atomic_write_json(tmp / REVISION_INFO_FILE, {"mark": mark, "words_seen": self.total, "step": step})
         logger.info("saved %s (%s words seen, step %d)", target, f"{self.total:,}", step)
-
-    def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        """A run starting from scratch drops revisions a previous run left in the same folder."""
-        fresh = state.global_step == 0 and self.total == 0
-        if fresh and self.revisions_dir is not None and state.is_world_process_zero:
-            shutil.rmtree(self.revisions_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ checkpoint state
 

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from babykd.atomic import atomic_write_json
+from babykd.rules import TRACKS, revision_name
 
 BACKEND = "causal"
 #: The revisions the strict-small track's fast evaluation expects (collate_preds.py).
-STRICT_SMALL_FAST_REVISIONS: tuple[str, ...] = tuple(f"chck_{i}M" for i in range(1, 10)) + tuple(
-    f"chck_{i * 10}M" for i in range(1, 11)
-)
+STRICT_SMALL_FAST_REVISIONS: tuple[str, ...] = tuple(map(revision_name, TRACKS["strict-small"].checkpoint_words))
 #: Keys of the final model's predictions in the submission file (strict / strict-small tracks).
 FULL_KEYS: tuple[str, ...] = (
     "blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading", "aoa", "glue",
