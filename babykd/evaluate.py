@@ -38,6 +38,7 @@ from babykd.evaluation.suite import FULL_ONLY, SUBMISSION_KEYS, SUITE_TASKS, eva
 from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, TaskDataError, load_tasks
 from babykd.provenance import provenance
+from babykd.rules import REVISIONS_DIR
 
 PROTOCOLS = ("2025", "2024")
 #: Task families of the 2025 suite that other commands score.
@@ -89,11 +90,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     local = Path(args.model)
     if args.revision:
-        args.model = str(local / "revisions" / args.revision)
+        args.model = str(local / REVISIONS_DIR / args.revision)
     if args.output is None:
         if not local.is_dir():
             parser.error(f"{local} is not a local directory: give --output for its results")
-        sub = Path("revisions", args.revision) if args.revision else Path()
+        sub = Path(REVISIONS_DIR, args.revision) if args.revision else Path()
         args.output = local / "eval" / sub / "results.json"
     args.eval_dir = args.output.parent if not args.revision else args.output.parent.parent.parent
     args.model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
@@ -185,7 +186,7 @@ def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, s
 def collate_submission(eval_dir: Path) -> tuple[Path, list[str]]:
     """The submission file from the final model's predictions and every revision's fast results."""
     revisions = {}
-    for path in sorted((eval_dir / "revisions").glob("*/results.json")):
+    for path in sorted((eval_dir / REVISIONS_DIR).glob("*/results.json")):
         revisions[path.parent.name] = read_results(path)
     return submission.collate(eval_dir, revisions)
 

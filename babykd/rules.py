@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 M = 1_000_000
+#: Folder of a run's word-mark revisions (``<run>/revisions/chck_*``), as the evaluators expect them.
+REVISIONS_DIR = "revisions"
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
 from babykd.provenance import PROVENANCE_FILE, provenance
 from babykd.lineage import lineage_record
-from babykd.rules import check_words_budget, checkpoint_marks, planned_words, resolve_track
-from babykd.words_seen import REVISIONS_DIR, WordsSeen
+from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
+from babykd.words_seen import WordsSeen
 from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint

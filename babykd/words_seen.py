@@ -29,12 +29,10 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 
 from babykd.atomic import atomic_directory, atomic_write_json
-from babykd.rules import revision_name, revision_words
+from babykd.rules import REVISIONS_DIR, revision_name, revision_words
 
 logger = logging.getLogger(__name__)
 
-#: Folder of the word-mark revisions inside a run directory.
-REVISIONS_DIR = "revisions"
 #: Written into each revision folder: its mark, the words actually seen and the step.
 REVISION_INFO_FILE = "revision.json"
 

@@ -63,7 +63,7 @@ from babykd.evaluation.family_results import learned_position_limit, model_label
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
-from babykd.rules import TRACKS, revision_name, revision_words
+from babykd.rules import REVISIONS_DIR, TRACKS, revision_name, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
 CDI_FILE = "full_eval/aoa/cdi_human.csv"
@@ -73,7 +73,6 @@ CDI_AGES = tuple(range(16, 31))
 TRACK_REVISIONS: dict[str, tuple[str, ...]] = {
     name: tuple(map(revision_name, track.checkpoint_words)) for name, track in TRACKS.items()
 }
-REVISIONS_DIR = "revisions"
 #: `--revisions found`: every revision folder the run has.
 FOUND = "found"
 #: Surprisals of a run on a subset of words or revisions (not a submission part).
