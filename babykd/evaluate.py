@@ -32,9 +32,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.evaluation import submission
-from babykd.evaluation.report import read_results, summary_line, write_results
+from babykd.evaluation.report import summary_line, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
-from babykd.evaluation.suite import FULL_ONLY, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source
+from babykd.evaluation.suite import (
+    FULL_ONLY, OFFICIAL_TASK_NAMES, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source,
+)
 from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, TaskDataError, load_tasks
 from babykd.provenance import provenance
@@ -108,6 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             t for t in SUITE_TASKS if not (args.fast and t in FULL_ONLY)
         ]
     elif args.protocol == "2025":
+        args.tasks = [OFFICIAL_TASK_NAMES.get(t, t) for t in args.tasks]
         unknown = [t for t in args.tasks if t not in SUITE_TASKS and not Path(t).is_dir()]
         if unknown:
             hint = {t: SEPARATE_COMMANDS[t] for t in unknown if t in SEPARATE_COMMANDS}
@@ -183,14 +186,6 @@ def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, s
     }
 
 
-def collate_submission(eval_dir: Path) -> tuple[Path, list[str]]:
-    """The submission file from the final model's predictions and every revision's fast results."""
-    revisions = {}
-    for path in sorted((eval_dir / REVISIONS_DIR).glob("*/results.json")):
-        revisions[path.parent.name] = read_results(path)
-    return submission.collate(eval_dir, revisions)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     try:  # data first: a bad task name or line fails before any model is loaded
         if args.protocol == "2024":
@@ -215,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(summary_line(results, args.output))
     official = any(t.removesuffix("_fast") in SUBMISSION_KEYS for t in results["tasks"])
     if args.protocol == "2025" and args.max_items_per_subtask is None and official:
-        path, missing = collate_submission(args.eval_dir)
+        path, missing = submission.collate_submission(args.eval_dir)
         print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
     return written
 

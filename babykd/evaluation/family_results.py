@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from babykd.evaluate import collate_submission
+from babykd.evaluation.submission import collate_submission
 from babykd.evaluation.report import write_results
 from babykd.provenance import provenance
 

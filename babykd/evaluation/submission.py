@@ -25,11 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from babykd.atomic import atomic_write_json
-from babykd.rules import TRACKS, revision_name
+from babykd.evaluation.report import read_results
+from babykd.rules import REVISIONS_DIR, TRACKS, revision_name
 
 BACKEND = "causal"
+
+
+def track_revisions(track: str) -> tuple[str, ...]:
+    """The revisions a track's fast evaluation and AoA expect (collate_preds.py): strict-small 19, strict 28."""
+    return tuple(map(revision_name, TRACKS[track].checkpoint_words))
+
+
 #: The revisions the strict-small track's fast evaluation expects (collate_preds.py).
-STRICT_SMALL_FAST_REVISIONS: tuple[str, ...] = tuple(map(revision_name, TRACKS["strict-small"].checkpoint_words))
+STRICT_SMALL_FAST_REVISIONS: tuple[str, ...] = track_revisions("strict-small")
 #: Keys of the final model's predictions in the submission file (strict / strict-small tracks).
 FULL_KEYS: tuple[str, ...] = (
     "blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading", "aoa", "glue",
@@ -66,7 +74,9 @@ def fast_metrics(entry: dict[str, Any]) -> Any:
     return {uid: sub["acc"] for uid, sub in entry["subtasks"].items()}
 
 
-def collate(eval_dir: str | os.PathLike, revision_results: dict[str, dict[str, Any]]) -> tuple[Path, list[str]]:
+def collate(
+    eval_dir: str | os.PathLike, revision_results: dict[str, dict[str, Any]], track: str = "strict-small"
+) -> tuple[Path, list[str]]:
     """Write the submission file; returns (its path, what is missing from a complete one).
 
     `revision_results` maps revision name -> its results record (fast scores).
@@ -81,7 +91,7 @@ def collate(eval_dir: str | os.PathLike, revision_results: dict[str, dict[str, A
         else:
             missing.append(f"{key} (final model: {path})")
     fast: dict[str, list[Any]] = {key: [] for key in FAST_KEYS.values()}
-    for revision in STRICT_SMALL_FAST_REVISIONS:
+    for revision in track_revisions(track):
         tasks = revision_results.get(revision, {}).get("tasks", {})
         for name, key in FAST_KEYS.items():
             if name in tasks:
@@ -92,3 +102,10 @@ def collate(eval_dir: str | os.PathLike, revision_results: dict[str, dict[str, A
     path = eval_dir / SUBMISSION_FILE
     atomic_write_json(path, out)
     return path, missing
+
+
+def collate_submission(eval_dir: str | os.PathLike, track: str = "strict-small") -> tuple[Path, list[str]]:
+    """The submission file from the final model's predictions and every revision's fast results."""
+    eval_dir = Path(eval_dir)
+    revisions = {path.parent.name: read_results(path) for path in sorted((eval_dir / REVISIONS_DIR).glob("*/results.json"))}
+    return collate(eval_dir, revisions, track)

@@ -37,6 +37,10 @@ SUBMISSION_KEYS: dict[str, str] = {
     "reading": "reading",
     "comps": "comps",
 }
+#: The official pipeline's task names (its README's commands) -> ours, accepted by ``--tasks``.
+OFFICIAL_TASK_NAMES: dict[str, str] = {
+    **{key: task for task, key in SUBMISSION_KEYS.items() if key != task}, "supplement": "blimp_supplement",
+}
 #: The zero-shot tasks of the 2025 suite, in the leaderboard's column order.
 SUITE_TASKS: tuple[str, ...] = tuple(SUBMISSION_KEYS)
 #: Tasks the pipeline has no fast variant of.
