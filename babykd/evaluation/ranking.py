@@ -25,7 +25,9 @@ zero-shot sentence task the same way. The rules, as its code applies them:
 What is ours: the candidates are turned into `scorer.Request`s (tokens up to
 the last scored one; later tokens cannot change earlier log-probs in a causal
 LM) and scored by the same batched, de-duplicated `scorer.loglikelihoods` as
-the 2024 protocol.
+the 2024 protocol, except items whose candidates share a long context (entity
+tracking): that context runs once and the candidates are scored from its
+key/value cache (`prefix_scorer`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from babykd.evaluation.scorer import Request, loglikelihoods
+from babykd.evaluation.prefix_scorer import prefix_scores, worth_sharing
+from babykd.evaluation.scorer import Request, loglikelihoods, split_sizes
 from babykd.evaluation.stats import spearman
 
 
@@ -102,12 +105,20 @@ def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs
 
 
 def score_candidates(model: torch.nn.Module, tokenizer: Any, items: Sequence[Candidates], **kwargs: Any) -> list[np.ndarray]:
-    """The score of every candidate of every item (one array per item)."""
-    scores = request_scores(model, candidate_requests(tokenizer, items), **kwargs)
-    out, offset = [], 0
-    for item in items:
-        out.append(scores[offset: offset + len(item.sentences)])
-        offset += len(item.sentences)
+    """The score of every candidate of every item (one array per item).
+
+    Items whose candidates share a long token prefix (entity tracking) run it once and score the
+    candidates from its cache (`prefix_scorer`); the others go through the flat batched scorer.
+    """
+    groups = split_sizes(candidate_requests(tokenizer, items), [len(item.sentences) for item in items])
+    shared = [i for i, group in enumerate(groups) if worth_sharing(group)]
+    flat = sorted(set(range(len(groups))) - set(shared))
+    out: list[np.ndarray] = [np.empty(0)] * len(groups)
+    for i, scores in zip(shared, prefix_scores(model, [groups[i] for i in shared], **kwargs)):
+        out[i] = scores
+    flat_scores = request_scores(model, [r for i in flat for r in groups[i]], **kwargs)
+    for i, scores in zip(flat, split_sizes(flat_scores, [len(groups[i]) for i in flat])):
+        out[i] = scores
     return out
 
 

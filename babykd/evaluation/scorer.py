@@ -30,12 +30,13 @@ never changes a real log-prob.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
 import os
 import time
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -127,6 +128,17 @@ def default_batch_tokens(model: torch.nn.Module, device: torch.device) -> int:
     return int(min(65536, max(1024, 2**31 // (4 * model.config.vocab_size))))
 
 
+def split_sizes(values: Sequence[Any], sizes: Sequence[int]) -> list[Sequence[Any]]:
+    """Consecutive slices of `values` of the given sizes (a flat score array back into items)."""
+    bounds = np.cumsum([0, *sizes])
+    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the model can skip the LM head where no score is read (HF's `logits_to_keep`)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
 def plan_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     """Indices of each batch: longest first (an OOM shows at once), rows * width <= budget."""
     order = np.argsort(-lengths, kind="stable")
@@ -138,12 +150,43 @@ def plan_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     return batches
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """Host array to `device`; pinned on CUDA, so the copy does not wait for the previous batch's kernels."""
     tensor = torch.from_numpy(array)
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log-softmax of each target token, in fp32 whatever the logits' dtype (the harness's `F.log_softmax`)."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def check_dtype(dtype: str) -> None:
+    """A bad --dtype fails before any work, also when there is nothing to score."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+@contextlib.contextmanager
+def scoring_mode(model: torch.nn.Module, dtype: str) -> Iterator[torch.device]:
+    """Eval mode, no grad and the precision of `dtype` around scoring; yields the model's device.
+
+    The model's train/eval state is restored afterwards, so the Trainer callback can score mid-training.
+    """
+    check_dtype(dtype)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    # fp32 turns autocast *off*, so a caller inside a mixed-precision region still gets fp32.
+    precision = torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
+    try:
+        with torch.no_grad(), precision:
+            yield device
+    finally:
+        model.train(was_training)
 
 
 def _batch_logprobs(
@@ -159,13 +202,13 @@ def _batch_logprobs(
     bounds = np.stack([lengths - 1 - n_scored, lengths - 1], axis=1)
     width = ids.shape[1] - 1
     first = int(bounds[:, 0].min())  # logits are needed from here on only (skips most of an EWoK context)
-    ids_t, bounds_t = _to_device(ids, device), _to_device(bounds, device)
+    ids_t, bounds_t = to_device(ids, device), to_device(bounds, device)
     positions = torch.arange(width, device=device)[None, :]
     kwargs = {"logits_to_keep": width - first} if keep_arg else {}
     logits = model(
         input_ids=ids_t[:, :-1], attention_mask=(positions < bounds_t[:, 1:]).long(), use_cache=False, **kwargs
-    ).logits[:, -(width - first):].float()
-    logprobs = logits.gather(-1, ids_t[:, 1 + first:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    ).logits[:, -(width - first):]
+    logprobs = token_logprobs(logits, ids_t[:, 1 + first:])
     positions = positions[:, first:]
     scored = (positions >= bounds_t[:, :1]) & (positions < bounds_t[:, 1:])
     return torch.where(scored, logprobs, 0.0).sum(-1)
@@ -180,31 +223,21 @@ def loglikelihoods(
     progress: bool = True,
 ) -> np.ndarray:
     """Log-likelihood of every request (float64 array in request order); the model is left as found."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    check_dtype(dtype)
     if not requests:
         return np.empty(0)
     unique = list(dict.fromkeys(requests))
     index = {request: i for i, request in enumerate(unique)}
-    device = next(model.parameters()).device
-    batch_tokens = batch_tokens or default_batch_tokens(model, device)
     lengths = np.fromiter((len(r.tokens) - 1 for r in unique), dtype=np.int64, count=len(unique))
-    batches = plan_batches(lengths, batch_tokens)
-    keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
+    keep_arg = accepts_logits_to_keep(model)
     outputs = []
-    was_training = model.training
-    model.eval()
-    # fp32 turns autocast *off*, so a caller inside a mixed-precision region still gets fp32.
-    precision = torch.autocast(device.type, dtype=DTYPES[dtype], enabled=dtype != "fp32")
-    try:
-        with torch.no_grad(), precision, tqdm(
-            total=len(unique), unit="seq", desc="scoring", disable=not progress, leave=False
-        ) as bar:
-            for batch in batches:
-                outputs.append(_batch_logprobs(model, [unique[i] for i in batch], device, keep_arg))
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with scoring_mode(model, dtype) as device, tqdm(
+        total=len(unique), unit="seq", desc="scoring", disable=not progress, leave=False
+    ) as bar:
+        batches = plan_batches(lengths, batch_tokens or default_batch_tokens(model, device))
+        for batch in batches:
+            outputs.append(_batch_logprobs(model, [unique[i] for i in batch], device, keep_arg))
+            bar.update(len(batch))
     unique_scores = np.empty(len(unique))
     unique_scores[np.concatenate(batches)] = torch.cat(outputs).double().cpu().numpy()  # one sync, at the end
     return unique_scores[np.fromiter((index[r] for r in requests), dtype=np.int64, count=len(requests))]
