@@ -33,7 +33,10 @@ accuracy) and the task's official predictions in
 ``MODEL_DIR/eval/predictions/main/glue.json``, the ``glue`` part of the
 submission file (`submission`, collated again after each run); a run on a
 subset (``--max-train-examples``, ``--max-valid-examples``) stays out of the
-submission. A task whose data is missing (BoolQ and MultiRC training sets
+submission. Each task is its own unit: while it trains, its state after every
+epoch is kept in ``MODEL_DIR/eval/finetune_state/<task>.pt`` (deleted once the
+task's results are written), so a run stopped mid-task (preemption) continues
+with the next epoch when started again. A task whose data is missing (BoolQ and MultiRC training sets
 here) is an error naming the file; the other tasks still run.
 """
 
@@ -59,12 +62,16 @@ from transformers.utils import logging as hf_logging
 
 from babykd.evaluation import submission
 from babykd.evaluation.family_results import learned_position_limit, model_label, refresh_submission, save_family_results
+from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
+from babykd.evaluation.report import weights_fingerprint
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
 
 POOLINGS = ("first", "last")
+#: Under MODEL_DIR/eval: each task's end-of-epoch training state while it runs (`finetune_resume`).
+RESUME_DIR = "finetune_state"
 
 
 @dataclass(frozen=True)
@@ -213,9 +220,13 @@ class FinetuneResult:
 
 def finetune(
     model_dir: Path, task: GlueTask, train: GlueSplit, valid: GlueSplit, hp: Hyperparameters,
-    device: torch.device, progress: bool = True,
+    device: torch.device, progress: bool = True, resume: Path | None = None,
 ) -> FinetuneResult:
-    """Train a head (and the whole model) on `train`; keep the epoch best on `valid`; return its metrics and predictions."""
+    """Train a head (and the whole model) on `train`; keep the epoch best on `valid`; return its metrics and predictions.
+
+    With `resume`, the state after each epoch is saved there and a run that
+    finds a state of the same fine-tuning continues after its epoch (`finetune_resume`).
+    """
     seed_everything(hp.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
     if tokenizer.pad_token_id is None:
@@ -243,8 +254,18 @@ def finetune(
     labels = torch.from_numpy(train.labels)
     best: FinetuneResult | None = None
     history: list[dict[str, float]] = []
-    bar = tqdm(total=total, desc=f"fine-tuning {task.name}", unit="step", disable=not progress)
-    for epoch in range(epochs):
+    training = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    key = resume_key(task=task.name, hp=asdict(hp), train=train.sha256, valid=valid.sha256, n=(len(train), len(valid)),
+                     weights=weights_fingerprint(model_dir))
+    restored = load_epoch(resume, key, training) if resume is not None else None
+    first_epoch = 0
+    if restored is not None:
+        first_epoch, saved = restored
+        history = saved["history"]
+        best = FinetuneResult(**{**saved["best"], "epoch_metrics": history})
+        print(f"{task.name}: resuming after epoch {first_epoch} of {epochs} from {resume}", file=sys.stderr)
+    bar = tqdm(total=total, initial=first_epoch * steps_per_epoch, desc=f"fine-tuning {task.name}", unit="step", disable=not progress)
+    for epoch in range(first_epoch, epochs):
         model.train()
         order = torch.randperm(len(train))[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
         for rows in order:
@@ -263,6 +284,8 @@ def finetune(
         # model; evaluation is deterministic, so the kept epoch's own predictions are the same.
         if best is None or metrics[task.metric_for_valid] > best.metrics[task.metric_for_valid]:
             best = FinetuneResult(metrics, predictions, epoch + 1, history, max_length)
+        if resume is not None:
+            save_epoch(resume, key, epoch + 1, training, {"history": history, "best": asdict(best)})
     bar.close()
     return best
 
@@ -373,14 +396,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     written: dict[str, Any] = {}
     for name, (train, valid) in splits.items():
         task = GLUE_TASKS[name]
+        state = args.model / "eval" / RESUME_DIR / f"{name}.pt"
         try:
-            result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress)
+            result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress, resume=state)
         except TaskDataError as exc:
             raise SystemExit(f"error: {exc}") from None
         subset = args.max_train_examples is not None or args.max_valid_examples is not None
         predictions_file = None if subset else write_glue_predictions(args.model / "eval", name, result.predictions)
         entry = task_entry(task, result, train, valid, args.hp, predictions_file, args.max_train_examples, args.max_valid_examples)
         written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device)
+        state.unlink(missing_ok=True)  # the task is done: its results, not its training state, are kept
         extra = "".join(f", {m} {v:.4f}" for m, v in result.metrics.items() if m != "accuracy")
         print(f"{model_label(args.model)}: {name} accuracy {entry['score']:.4f}{extra} "
               f"(epoch {result.best_epoch} of {len(result.epoch_metrics)}, {len(train)} train / {len(valid)} valid)")

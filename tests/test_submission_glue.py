@@ -1,0 +1,58 @@
+"""GLUE tasks as resumable units: a task stopped mid-way continues from its last epoch and ends as an uninterrupted run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from babykd.evaluation import finetune as ft
+from babykd.evaluation.glue_data import GLUE_TASKS, load_split
+from babykd.evaluation.suite_data import SuiteData
+from test_finetune import checkpoint, separable_rows, write_glue  # noqa: F401  (checkpoint: a module fixture)
+
+
+class Preempted(Exception):
+    """Stands in for the job being stopped."""
+
+
+def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninterrupted_run(checkpoint, tmp_path, monkeypatch):  # noqa: F811
+    suite = SuiteData(write_glue(tmp_path / "suite", {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}}))
+    task = GLUE_TASKS["rte"]
+    train, valid = load_split(suite, task, "train"), load_split(suite, task, "valid")
+    hp = ft.Hyperparameters(learning_rate=3e-3, batch_size=8, epochs=3)
+    device = ft.torch.device("cpu")
+    whole = ft.finetune(checkpoint, task, train, valid, hp, device, progress=False)
+
+    state = tmp_path / "rte.pt"
+    real_predict, calls = ft.predict, []
+
+    def predict_then_stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the third epoch's validation: epochs 1 and 2 are saved
+            raise Preempted
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "predict", predict_then_stop)
+    with pytest.raises(Preempted):
+        ft.finetune(checkpoint, task, train, valid, hp, device, progress=False, resume=state)
+    assert state.is_file()
+    monkeypatch.setattr(ft, "predict", real_predict)
+    steps = []
+    monkeypatch.setattr(ft.torch.optim.AdamW, "step", lambda self, *a, real=ft.torch.optim.AdamW.step, **k: (steps.append(1), real(self, *a, **k))[1])
+    resumed = ft.finetune(checkpoint, task, train, valid, hp, device, progress=False, resume=state)
+    assert len(steps) == len(train) // hp.batch_size  # only the third epoch ran
+    assert resumed.epoch_metrics == whole.epoch_metrics and resumed.best_epoch == whole.best_epoch
+    np.testing.assert_array_equal(resumed.predictions, whole.predictions)
+
+    other = ft.Hyperparameters(learning_rate=1e-3, batch_size=8, epochs=3)  # another fine-tuning: the state is not used
+    steps.clear()
+    ft.finetune(checkpoint, task, train, valid, other, device, progress=False, resume=state)
+    assert len(steps) == 3 * (len(train) // hp.batch_size)
+
+
+def test_the_command_deletes_a_finished_tasks_state(checkpoint, tmp_path):  # noqa: F811
+    suite = write_glue(tmp_path / "suite", {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}})
+    ft.main([str(checkpoint), "rte", "--data", str(suite), "--epochs", "1", "--batch-size", "8", "--no-progress",
+             "--output", str(tmp_path / "results.json")])
+    assert not (checkpoint / "eval" / ft.RESUME_DIR / "rte.pt").exists()
+    assert (checkpoint / "eval" / ft.RESUME_DIR).is_dir()  # the state was written there while the task ran
