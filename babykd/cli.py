@@ -34,7 +34,13 @@ def build_parser(description: str, default_config: str | None) -> argparse.Argum
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", nargs="+",
         help="override any config value, e.g. --set training.lr=1e-4 data.corpus=/scratch/babylm",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from the run's newest complete checkpoint")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue from the run's newest complete checkpoint (a first start when there is none)")
+    start.add_argument("--fresh", action="store_true",
+                       help="delete the checkpoints or finished model already in the run folder and start over")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue under a changed config (recorded in provenance.json)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
     return parser
 
@@ -75,7 +81,8 @@ def train_main(argv: Sequence[str] | None, description: str, default_config: str
     from babykd.training import run_training  # heavy imports after argument errors
 
     with one_line_errors(args.debug):
-        result = run_training(config, resume=args.resume)
+        result = run_training(config, resume=args.resume, fresh=args.fresh,
+                              allow_config_change=args.allow_config_change)
     if result.preempted:
         sys.exit(PREEMPTED_EXIT_CODE)
     print(f"saved {result.run_dir} ({result.parameters:,} parameters, {result.wall_time_s:.1f} s)")

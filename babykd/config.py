@@ -552,6 +552,22 @@ def run_config_from_dict(raw: Mapping[str, Any], where: str = "<dict>") -> RunCo
     return config
 
 
+def plain_config(config: RunConfig) -> dict[str, Any]:
+    """`config` as its saved ``run_config.yaml`` reads back (int dict keys, lists), to compare with a saved one."""
+    return yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two plain-data configs differ (a key missing on one side differs); [] if equal."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        keys = list(saved) + [key for key in current if key not in saved]
+        return [
+            found for key in keys
+            for found in config_differences(saved.get(key), current.get(key), _join(prefix, key))
+        ]
+    return [] if saved == current else [prefix or "<root>"]
+
+
 @dataclass(frozen=True)
 class BatchLayout:
     """How a global batch is split: micro-batch per device x devices x accumulation steps."""

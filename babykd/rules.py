@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from babykd.errors import UserError
+
 M = 1_000_000
 #: Folder of a run's word-mark revisions (``<run>/revisions/chck_*``), as the evaluators expect them.
 REVISIONS_DIR = "revisions"
@@ -51,7 +53,7 @@ TRACKS: dict[str, Track] = {
 TRACK_CHOICES = (*TRACKS, "none")
 
 
-class RulesError(ValueError):
+class RulesError(UserError, ValueError):
     """A run that would break its track's rules; the message gives the numbers."""
 
 

@@ -1,9 +1,10 @@
 """Load frozen teachers and build the trainable distillation extras, checking compatibility first.
 
-Every mismatch that would silently ruin a distillation run (different
-vocabularies, shifted special tokens, a layer map pointing past the last layer,
-sequences longer than a model's positions) is an error here, before any
-training step is spent.
+Every mismatch that would silently ruin a distillation run, or stop it at its
+first step (different vocabularies, shifted special tokens, logits of another
+width, a layer map pointing past the last layer, sequences longer than a model's
+positions), is an error here, before any training step is spent and before the
+run folder is touched; the message says what differs, in one line.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from babykd import losses
 from babykd.config import DistillationConfig
+from babykd.errors import UserError
 from babykd.models import max_positions, model_layers_and_width
 
 logger = logging.getLogger(__name__)
 
 
-class TeacherMismatchError(ValueError):
+class TeacherMismatchError(UserError, ValueError):
     """A teacher cannot be distilled into this student as configured."""
 
 
@@ -33,14 +35,29 @@ def check_teacher_tokenizer(path: Path, teacher_tok: PreTrainedTokenizerBase, st
     """Same vocabulary (token -> id) and the same special-token ids, or a clear error."""
     if teacher_tok.get_vocab() != student_tok.get_vocab():
         raise TeacherMismatchError(
-            f"teacher {path}: its vocabulary ({len(teacher_tok)} tokens) differs from the student's "
-            f"({len(student_tok)} tokens); distillation needs the same tokenizer"
+            f"teacher {path}: its tokenizer differs from the student's ({vocabulary_difference(teacher_tok, student_tok)}); "
+            "distillation needs the same tokenizer"
         )
     if _special_ids(teacher_tok) != _special_ids(student_tok):
         raise TeacherMismatchError(
             f"teacher {path}: special-token ids {_special_ids(teacher_tok)} differ from the student's "
             f"{_special_ids(student_tok)}"
         )
+
+
+def vocabulary_difference(teacher_tok: PreTrainedTokenizerBase, student_tok: PreTrainedTokenizerBase,
+                          shown: int = 3) -> str:
+    """What differs between two vocabularies: tokens with other ids, tokens only one side has (a few of each)."""
+    teacher, student = teacher_tok.get_vocab(), student_tok.get_vocab()
+    moved = sorted(token for token in teacher.keys() & student.keys() if teacher[token] != student[token])
+    parts = []
+    if moved:
+        examples = ", ".join(f"{t!r} is {teacher[t]} vs {student[t]}" for t in moved[:shown])
+        parts.append(f"{len(moved)} tokens have other ids, e.g. {examples}")
+    for side, tokens in (("teacher", teacher.keys() - student.keys()), ("student", student.keys() - teacher.keys())):
+        if tokens:
+            parts.append(f"{len(tokens)} tokens only in the {side}'s, e.g. {', '.join(map(repr, sorted(tokens)[:shown]))}")
+    return "; ".join(parts)
 
 
 def load_teachers(
@@ -75,15 +92,32 @@ def resolved_layer_maps(
         layer_map = (
             cfg.layer_maps[index] if cfg.layer_maps is not None else losses.uniform_layer_map(teacher_layers, student_layers)
         )
-        losses.validate_layer_map(layer_map, teacher_layers, student_layers, teacher_name=str(path))
+        try:
+            losses.validate_layer_map(layer_map, teacher_layers, student_layers, teacher_name=str(path))
+        except ValueError as error:
+            raise TeacherMismatchError(f"distillation.layer_maps[{index}]: {error}") from error
         maps.append(layer_map)
     return maps
+
+
+def check_logit_widths(cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]) -> None:
+    """Every teacher's logits as wide as the student's: one tokenizer, but an embedding of more rows
+    (another `model.vocab_size`) would only fail at the first distillation step."""
+    width = student.get_output_embeddings().weight.shape[0]
+    for path, teacher in zip(cfg.teachers, teachers):
+        teacher_width = teacher.get_output_embeddings().weight.shape[0]
+        if teacher_width != width:
+            raise TeacherMismatchError(
+                f"teacher {path}: its logits cover {teacher_width} token ids, the student's {width} "
+                "(model.vocab_size): distil into a student of the teacher's vocab_size"
+            )
 
 
 def build_distillation_modules(
     cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
 ) -> losses.DistillationModules:
     """The trainable extras a method needs (projections, aux heads), in one module for the optimizer."""
+    check_logit_widths(cfg, student, teachers)
     student_layers, student_width = model_layers_and_width(student.config)
     teacher_widths = [model_layers_and_width(t.config)[1] for t in teachers]
     projections = contrastive = aux = None

@@ -29,12 +29,14 @@ from babykd.atomic import (
     atomic_directory, atomic_write_json, atomic_write_text, normal_permissions, write_failures_named,
 )
 from babykd.config import RunConfig, derive_batch_layout
+from babykd.data.collator import FixedChunkCollator
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.divergence import DivergenceGuard, NonFiniteError, all_finite
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
 from babykd.provenance import PROVENANCE_FILE, provenance
+from babykd.run_start import CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, StartPlan, config_changes, plan_start, record_config_change
 from babykd.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
 from babykd.words_seen import WordsSeen
@@ -146,18 +148,23 @@ class TrainingResult:
     preempted: bool = False
 
 
-def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] | None = None) -> TrainingResult:
+def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] | None = None, *,
+                 fresh: bool = False, allow_config_change: bool = False) -> TrainingResult:
     """Train the student described by `config`, save it in HF format, return where.
 
     With `resume=True` the newest complete checkpoint under the run directory
-    is continued (a fresh start when there is none). On SIGTERM/SIGUSR1 the run
+    is continued (a fresh start when there is none), with the config it was saved
+    with unless `allow_config_change`. Without it, a folder holding complete
+    checkpoints or a finished run is only started over with `fresh=True` (see
+    :mod:`babykd.run_start`). On SIGTERM/SIGUSR1 the run
     saves a checkpoint and returns early with `preempted=True` (no final model).
     The run folder is locked for the whole run (a second run into it is refused
     with the holder's host, pid and start time) and is left as it was until the
     data, teachers and model are ready (see :func:`begin_run`).
     """
     with run_folder_lock(config.output.run_dir):
-        return _run_locked(config, resume, callbacks)
+        plan = plan_start(config, resume=resume, fresh=fresh, allow_config_change=allow_config_change)
+        return _run_locked(config, plan, callbacks)
 
 
 def run_folder_lock(run_dir: Path) -> contextlib.AbstractContextManager[Path]:
@@ -167,16 +174,19 @@ def run_folder_lock(run_dir: Path) -> contextlib.AbstractContextManager[Path]:
     return folder_lock(run_dir, purpose="another run")
 
 
-def begin_run(config: RunConfig, run_dir: Path, fresh: bool) -> None:
+def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     """Mark the run folder as holding this run, now that the run is known to start.
 
-    Until here a rerun changes nothing in the folder, so a rerun that fails its
-    data or teacher checks leaves a finished run finished, with its own config.
+    Until here a rerun changes nothing in the folder: it is called once the data,
+    teachers, model, optimizer and evaluation tasks are built, so a rerun that fails
+    any check leaves a finished run finished, with its own config.
     The finished mark goes first: killed at any point after, the folder does not
-    look finished. A fresh start also drops an earlier run's checkpoints and word-mark
-    revisions, which a later `--resume` (or the Trainer's rotation, or an AoA evaluation)
-    would otherwise mix with this run's.
+    look finished. A fresh start also drops an earlier run's checkpoints, word-mark
+    revisions and config-change log, which a later `--resume` (or the Trainer's rotation,
+    or an AoA evaluation, or provenance) would otherwise mix with this run's; a resume
+    with an allowed config change logs it.
     """
+    fresh = plan.checkpoint is None
     (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
     checkpoints = run_dir / "checkpoints"
     if fresh and any(checkpoints.glob("checkpoint-*")):
@@ -186,10 +196,13 @@ def begin_run(config: RunConfig, run_dir: Path, fresh: bool) -> None:
     if fresh and (run_dir / REVISIONS_DIR).is_dir():
         logger.warning("fresh start: removing the earlier run's revisions in %s", run_dir / REVISIONS_DIR)
         shutil.rmtree(run_dir / REVISIONS_DIR)
-    atomic_write_text(run_dir / "run_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if fresh:
+        (run_dir / CONFIG_CHANGES_FILE).unlink(missing_ok=True)
+    record_config_change(run_dir, plan)
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def _run_locked(config: RunConfig, resume: bool, callbacks: list[Any] | None) -> TrainingResult:
+def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None) -> TrainingResult:
     """:func:`run_training` once the run folder's lock is held."""
     run_dir = config.output.run_dir
     set_seed(config.training.seed)
@@ -221,6 +234,7 @@ def _run_locked(config: RunConfig, resume: bool, callbacks: list[Any] | None) ->
         train_dataset=train_dataset,
         eval_dataset=data.eval_dataset if len(data.eval_dataset) else None,
         processing_class=data.tokenizer,
+        data_collator=FixedChunkCollator(),  # not HF's padding collator: see babykd.data.collator
         teachers=teachers,
         distillation=config.distillation,
         extra_modules=extra,
@@ -229,16 +243,17 @@ def _run_locked(config: RunConfig, resume: bool, callbacks: list[Any] | None) ->
     )
     if config.evaluation is not None:
         attach_evaluation(trainer, config, data.tokenizer)
-    checkpoint = last_complete_checkpoint(args.output_dir) if resume else None
-    if resume:
-        logger.info("resuming from %s", checkpoint or "scratch (no complete checkpoint)")
+    trainer.create_optimizer()  # its arguments fail here, not at step 1 after begin_run; train() reuses it
+    checkpoint = plan.checkpoint
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
     saved_state = checkpoint_state(checkpoint) if checkpoint else None
     clock = TrainingClock.resumed_from(saved_state)
     words.resumed(saved_state)
     trainer.add_callback(clock)
     trainer.add_callback(DivergenceGuard(lambda: describe_checkpoint(last_complete_checkpoint(args.output_dir))))
     if trainer.is_world_process_zero():
-        begin_run(config, run_dir, fresh=checkpoint is None)
+        begin_run(config, run_dir, plan)
     if saved_state is not None and reached_max_steps(saved_state, args.max_steps):
         # Killed after its last checkpoint but before the end: HF Trainer would train one step past
         # max_steps on resume, so take the checkpoint as the trained model instead.
@@ -267,7 +282,7 @@ def _run_locked(config: RunConfig, resume: bool, callbacks: list[Any] | None) ->
             provenance(
                 run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
                 epochs=config.training.epochs, global_steps=trainer.state.global_step,
-                wall_time_s=round(wall, 2), final_metrics=metrics,
+                wall_time_s=round(wall, 2), final_metrics=metrics, config_changes=config_changes(run_dir),
                 **lineage_record(
                     f"run:{run_dir.resolve()}", words.total, f"tokenizer:{data.stats['tokenizer']['fingerprint']}",
                     data.train_words, config.distillation.teachers if config.distillation else (),

@@ -4,22 +4,29 @@ the entry points report bad input in one line."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
-from transformers import TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from babykd import REPO_ROOT
 from babykd.cli import train_main
+from babykd.config import RunConfig
 from babykd.divergence import NonFiniteError
-from babykd.run_lock import FolderInUseError, folder_lock
+from babykd.evaluation.tasks import TaskDataError
+from babykd.rules import RulesError
+from babykd.run_lock import LOCK_FILE, FolderInUseError, folder_lock
+from babykd.run_start import RunFolderError
+from babykd.teachers import TeacherMismatchError
 from babykd.trainer import COMPLETE_MARKER, last_complete_checkpoint
 from babykd.training import PROVENANCE_FILE, is_finished, run_training
 
@@ -60,20 +67,121 @@ class StopAtStep(TrainerCallback):
             raise KeyboardInterrupt("killed")
 
 
-def test_rerun_leaves_a_finished_run_untouched_until_it_really_starts(tiny_config, tmp_path: Path) -> None:
-    first = run_training(tiny_config(LLAMA, "rerun", *SHORT))
-    run_dir = first.run_dir
-    before = {name: (run_dir / name).read_bytes() for name in ("run_config.yaml", PROVENANCE_FILE, "model.safetensors")}
+@pytest.fixture(scope="module")
+def finished_run(tiny_config) -> Path:
+    """One finished tiny run (checkpoints at steps 2 and 4); tests rerun over copies of it."""
+    return run_training(tiny_config(LLAMA, "finished", *SHORT)).run_dir
+
+
+def copy_of(run_dir: Path, name: str) -> Path:
+    """A copy of a finished run under `name`, beside it (the output root of `tiny_config`)."""
+    copy = run_dir.parent / name
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` (but its lock file, rewritten by each holder) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_FILE}
+
+
+def resized_teacher(teacher: Path, out: Path) -> Path:
+    """A copy of `teacher` with the same tokenizer but 16 more embedding rows (logits of another width)."""
+    model = AutoModelForCausalLM.from_pretrained(teacher)
+    model.resize_token_embeddings(model.config.vocab_size + 16)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(teacher).save_pretrained(out)
+    return out
+
+
+def escaped_validation(section: str, **values: Any) -> Callable[[RunConfig], None]:
+    """Set values the config loader refuses, as a config built in code could: the run must still refuse them."""
+    return lambda config: [setattr(getattr(config, section), key, value) for key, value in values.items()]
+
+
+DISTIL = ("config/runs/distill/PalenkaLlama1-58M-strict-L0.1-H0.5.yaml",
+          f"model={REPO_ROOT / 'config/models/tiny-llama-student.yaml'}", "distillation.layer_maps=null")
+#: id -> (run config and overrides, change made after loading, the error, what its message says).
+LATE_FAILURES = {
+    "optimizer-arguments": ((LLAMA, *SHORT), escaped_validation("training", adam_beta1=1.5), ValueError, "beta"),
+    "epoch-cap": ((LLAMA, "training.max_steps=-1", "training.epochs=5000", "rules.track=strict-small"), None,
+                  RulesError, "over the track's cap"),
+    "evaluation-task-name": ((LLAMA, *SHORT, "evaluation.tasks=[blimp_filtered]"),
+                             escaped_validation("evaluation", tasks=["no_such_task"]), TaskDataError, "no_such_task"),
+    "teacher-logit-width": ((*DISTIL,), "resized", TeacherMismatchError, "logits cover 2016 token ids, the student's 2000"),
+    "layer-map-vs-depth": ((*DISTIL, "distillation.layer_maps=[{0: 0, 9: 3}, {0: 0, 4: 3}]"), None,
+                           TeacherMismatchError, r"layer_maps\[0\]: .*teacher layer 9"),
+    "seq-length-vs-teacher-positions": ((*DISTIL, "data.seq_length=300", "model.max_position_embeddings=512"), None,
+                                        TeacherMismatchError, "seq_length 300 exceeds its 256 positions"),
+}
+
+
+@pytest.mark.parametrize("trigger", LATE_FAILURES)
+def test_a_fresh_rerun_that_fails_any_check_leaves_the_finished_run_byte_identical(
+    tiny_config, tiny_teachers, finished_run: Path, tmp_path: Path, trigger: str
+) -> None:
+    (path, *overrides), change, error, message = LATE_FAILURES[trigger]
+    run_dir = copy_of(finished_run, f"late-{trigger}")
+    before = folder_bytes(run_dir)
+    teachers = tiny_teachers
+    if change == "resized":
+        teachers = [resized_teacher(tiny_teachers[0], tmp_path / "wide"), tiny_teachers[1]]
+        change = None
+    teacher_list = f"distillation.teachers=[{','.join(map(str, teachers))}]"
+    config = tiny_config(path, run_dir.name, *overrides, *([teacher_list] if path == DISTIL[0] else []))
+    if change is not None:
+        change(config)
+    with pytest.raises(error, match=message):
+        run_training(config, fresh=True)
+    assert folder_bytes(run_dir) == before
+
+
+def test_a_start_over_complete_checkpoints_needs_fresh_and_resume_refuses_a_changed_config(
+    tiny_config, finished_run: Path
+) -> None:
+    run_dir = copy_of(finished_run, "start-modes")
+    before = folder_bytes(run_dir)
+    with pytest.raises(RunFolderError, match=r"holds complete checkpoints \(newest checkpoint-4\): add --resume .* --fresh"):
+        run_training(tiny_config(LLAMA, run_dir.name, *SHORT))
+    changed = tiny_config(LLAMA, run_dir.name, *SHORT, "training.lr=1e-3", "training.progress_bar=true")
+    with pytest.raises(RunFolderError, match=r"differs from its run_config.yaml at training.lr: .*--allow-config-change"):
+        run_training(changed, resume=True)
+    assert folder_bytes(run_dir) == before
+
+    # allowed: continued from step 4 (its last step, so nothing more is trained) and recorded as a change there
+    run_training(changed, resume=True, allow_config_change=True)
+    record = json.loads((run_dir / PROVENANCE_FILE).read_text())
+    assert record["config_changes"] == [{"step": 4, "changes": {"training.lr": {"from": 0.003, "to": 0.001}}}]
+    assert "lr: 0.001" in (run_dir / "run_config.yaml").read_text()
+
+
+def test_resume_with_nothing_to_resume_is_a_first_start_but_never_retrains_a_finished_run(
+    tiny_config, finished_run: Path
+) -> None:
+    run_dir = copy_of(finished_run, "nothing-to-resume")
+    shutil.rmtree(run_dir / "checkpoints")
+    before = folder_bytes(run_dir)
+    with pytest.raises(RunFolderError, match="holds a finished run and no checkpoint to resume from: add --fresh"):
+        run_training(tiny_config(LLAMA, run_dir.name, *SHORT), resume=True)
+    assert folder_bytes(run_dir) == before
+    first = run_training(tiny_config(LLAMA, "first-start-resumes", "training.max_steps=1"), resume=True)
+    assert is_finished(first.run_dir)
+
+
+def test_rerun_leaves_a_finished_run_untouched_until_it_really_starts(tiny_config, finished_run: Path, tmp_path: Path) -> None:
+    run_dir = copy_of(finished_run, "rerun")
+    before = folder_bytes(run_dir)
 
     # a rerun with another config whose data check fails changes nothing: still finished, with its own config
     with pytest.raises(FileNotFoundError):
-        run_training(tiny_config(LLAMA, "rerun", *SHORT, f"data.corpus={tmp_path / 'moved'}"))
-    assert {name: (run_dir / name).read_bytes() for name in before} == before
+        run_training(tiny_config(LLAMA, "rerun", *SHORT, f"data.corpus={tmp_path / 'moved'}"), fresh=True)
+    assert folder_bytes(run_dir) == before
 
     # a rerun that starts and dies: not finished, and the config on disk is the new run's
     changed = tiny_config(LLAMA, "rerun", *SHORT, "training.lr=1e-3")
     with pytest.raises(KeyboardInterrupt):
-        run_training(changed, callbacks=[StopAtStep(3)])
+        run_training(changed, callbacks=[StopAtStep(3)], fresh=True)
     assert not is_finished(run_dir)
     assert "lr: 0.001" in (run_dir / "run_config.yaml").read_text()
     # only the new run's checkpoint is there to resume from, not the earlier run's checkpoint-4

@@ -160,7 +160,7 @@ def test_export_lays_out_a_hub_repository_with_one_branch_per_revision(marked_ru
 
 def test_a_fresh_run_in_the_same_folder_drops_the_old_revisions(tiny_config) -> None:
     run_training(tiny_config(LLAMA, "marks-rerun", "training.max_steps=12", marks_override()))
-    rerun = run_training(tiny_config(LLAMA, "marks-rerun", "training.max_steps=2", marks_override()))
+    rerun = run_training(tiny_config(LLAMA, "marks-rerun", "training.max_steps=2", marks_override()), fresh=True)
     words = json.loads((rerun.run_dir / "provenance.json").read_text())["words_seen"]
     assert all(revision_words(p.name) <= words for p in saved_revisions(rerun.run_dir))
 
