@@ -7,6 +7,7 @@ generates itself (no downloads), so the suite runs on a clean machine.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +20,8 @@ from babykd.config import RunConfig, load_run_config
 from babykd.data.grammar import DemoCorpus, generate_demo_corpus
 
 SHARED = Path(os.environ.get("BABYKD_SHARED", REPO_ROOT.parent / "shared"))
+# Encoded evaluation requests are cached on disk (babykd.evaluation.request_cache): a folder of this session's, never ~/.cache.
+os.environ.setdefault("BABYKD_EVAL_CACHE", tempfile.mkdtemp(prefix="babykd-eval-requests-"))
 
 # Tests share 2 cores; more threads than the cores this process may use only adds contention.
 torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from babykd.evaluation.prefix_scorer import prefix_scores, worth_sharing
+from babykd.evaluation.request_cache import cached_requests
 from babykd.evaluation.scorer import Request, loglikelihoods, split_sizes
 from babykd.evaluation.stats import spearman
 
@@ -83,11 +84,16 @@ def completion_request(ids: Sequence[int], offsets: Sequence[tuple[int, int]], s
 
 
 def candidate_requests(tokenizer: Any, items: Sequence[Candidates]) -> list[Request]:
-    """One request per candidate sentence of every item, in item order."""
+    """One request per candidate sentence of every item, in item order (cached: `request_cache`)."""
     require_fast(tokenizer)
     pairs = [(s, c) for item in items for s, c in zip(item.sentences, item.completions)]
     if not pairs:
         return []
+    return cached_requests(tokenizer, "2025 completion", pairs, lambda: _encode_candidates(tokenizer, pairs))
+
+
+def _encode_candidates(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[Request]:
+    """The requests of (sentence, completion) pairs, tokenized in one (parallel) call."""
     encoded = tokenizer([s for s, _ in pairs], return_offsets_mapping=True)
     return [
         completion_request(ids, offsets, sentence, completion)
@@ -128,9 +134,13 @@ def choices(scores: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def preference(scores: np.ndarray) -> float:
-    """Softmax over the candidates' scores, at candidate 0 (the WUG model ratio)."""
-    shifted = np.exp(scores - scores.max())
-    return float(shifted[0] / shifted.sum())
+    """Softmax over the candidates' scores, at candidate 0 (the WUG model ratio), in float32 as the pipeline.
+
+    Why float32 (torch's CPU softmax over the float32 sums, as ``rank_and_evaluate_wug``): there,
+    preferences within ~6e-8 of 1 round to exactly 1.0 and tie, and Spearman's rho averages tied
+    ranks; float64 would break those ties and move rho in the 4th-7th decimal.
+    """
+    return float(torch.softmax(torch.as_tensor(scores, dtype=torch.float32), dim=0)[0])
 
 
 def accuracy_by_uid(items: Sequence[Candidates], chosen: np.ndarray) -> dict[str, dict[str, float | int]]:

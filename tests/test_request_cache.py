@@ -1,0 +1,99 @@
+"""Encoded requests are reused per tokenizer content and data, in memory and on disk, and never stale."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import pytest
+
+from babykd.data.tokenizer import train_tokenizer
+from babykd.evaluation import ranking, request_cache
+from babykd.evaluation.request_cache import cached_requests
+
+CORPUS = ["The cat sat on the mat.", "Box 0 contains the apple. Box 1 contains nothing.", "Who did Mary see?"] * 10
+ITEMS = [
+    ranking.Candidates("a", ("The cat sat.", "The mat sat."), ("The cat sat.", "The mat sat.")),
+    ranking.Candidates("b", ("Box 0 contains the apple.", "Box 0 contains nothing."), (" the apple.", " nothing.")),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizers():
+    return {size: train_tokenizer(CORPUS, vocab_size=size, min_frequency=1, show_progress=False) for size in (300, 320)}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty disk folder and memory; `cache.builds` counts the encodings actually run."""
+    monkeypatch.setenv("BABYKD_EVAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(request_cache, "_memory", OrderedDict())
+    encode, builds = ranking._encode_candidates, []
+
+    def counting(tokenizer, pairs):
+        builds.append(len(pairs))
+        return encode(tokenizer, pairs)
+
+    monkeypatch.setattr(ranking, "_encode_candidates", counting)
+    return {"dir": tmp_path, "builds": builds, "encode": encode}
+
+
+def fresh_process(monkeypatch):
+    """What a new process sees: the disk folder, an empty memory."""
+    monkeypatch.setattr(request_cache, "_memory", OrderedDict())
+
+
+def test_requests_are_encoded_once_per_tokenizer_and_data(tokenizers, cache, monkeypatch):
+    tok = tokenizers[300]
+    expected = cache["encode"](tok, [(s, c) for i in ITEMS for s, c in zip(i.sentences, i.completions)])
+    assert ranking.candidate_requests(tok, ITEMS) == expected
+    assert ranking.candidate_requests(copy.deepcopy(tok), ITEMS) == expected  # same content, another object: memory
+    assert len(list(cache["dir"].glob("*.npz"))) == 1
+    fresh_process(monkeypatch)
+    assert ranking.candidate_requests(tok, ITEMS) == expected  # from disk
+    assert cache["builds"] == [4]
+
+
+def test_another_tokenizer_text_or_kind_is_a_miss(tokenizers, cache):
+    ranking.candidate_requests(tokenizers[300], ITEMS)
+    ranking.candidate_requests(tokenizers[320], ITEMS)  # other vocabulary
+    ranking.candidate_requests(tokenizers[300], ITEMS[:1])  # other data
+    changed = [ranking.Candidates("b", ("Box 0 contains the apple!", "Box 0 contains nothing."), ("the apple!", "nothing."))]
+    ranking.candidate_requests(tokenizers[300], ITEMS[:1] + changed)  # one text changed
+    assert cache["builds"] == [4, 4, 2, 4]
+    pairs = [("a b", "b")]
+    first = cached_requests(tokenizers[300], "kind 1", pairs, lambda: [])
+    second = cached_requests(tokenizers[300], "kind 2", pairs, lambda: cache["encode"](tokenizers[300], pairs))
+    assert first == [] and second != []
+    assert len(list(cache["dir"].glob("*.npz"))) == 6
+
+
+def test_a_changed_post_processor_is_a_miss(tokenizers, cache):
+    """The start token lives in the post-processor: a tokenizer saved before it must not reuse the ids."""
+    from tokenizers import processors
+
+    tok = tokenizers[300]
+    old = copy.deepcopy(tok)
+    old.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    assert ranking.candidate_requests(tok, ITEMS) != ranking.candidate_requests(old, ITEMS)
+    assert cache["builds"] == [4, 4]
+
+
+def test_a_damaged_file_is_rebuilt_and_rewritten(tokenizers, cache, monkeypatch):
+    tok = tokenizers[300]
+    expected = ranking.candidate_requests(tok, ITEMS)
+    (path,) = cache["dir"].glob("*.npz")
+    path.write_bytes(b"not a zip")
+    fresh_process(monkeypatch)
+    assert ranking.candidate_requests(tok, ITEMS) == expected
+    fresh_process(monkeypatch)
+    assert ranking.candidate_requests(tok, ITEMS) == expected
+    assert cache["builds"] == [4, 4]  # the rewritten file served the third call
+
+
+def test_off_keeps_nothing_on_disk(tokenizers, cache, monkeypatch):
+    monkeypatch.setenv("BABYKD_EVAL_CACHE", "off")
+    ranking.candidate_requests(tokenizers[300], ITEMS)
+    fresh_process(monkeypatch)
+    ranking.candidate_requests(tokenizers[300], ITEMS)
+    assert cache["builds"] == [4, 4] and not list(cache["dir"].iterdir())
