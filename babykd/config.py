@@ -14,6 +14,7 @@ shell user expects. ``~`` and ``$VARS`` are expanded in both.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -33,6 +34,10 @@ from babykd.errors import UserError
 
 class ConfigError(UserError, ValueError):
     """A config file or override is invalid; the message names the file and the key."""
+
+
+#: What `output.name` may be: one path component (see OutputConfig).
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _path_field(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -74,10 +79,15 @@ class ModelConfig:
             raise ConfigError(
                 f"{where}: model.d_model ({self.d_model}) must be divisible by model.n_head ({self.n_head})"
             )
-        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
-            raise ConfigError(f"{where}: model.n_head must be divisible by model.n_kv_head")
+        if self.n_kv_head is not None and (self.n_kv_head <= 0 or self.n_head % self.n_kv_head):
+            raise ConfigError(
+                f"{where}: model.n_kv_head ({self.n_kv_head}) must be a positive divisor of model.n_head ({self.n_head})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
+        for key in ("rope_theta", "norm_eps"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{where}: model.{key} must be positive, got {getattr(self, key)}")
 
 
 @dataclass
@@ -132,12 +142,12 @@ class TrainingConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  #: 0: no clipping
     seed: int = 0
     logging_steps: int = 50
     eval_steps: int | None = None
     save_steps: int = 500
-    save_total_limit: int = 2
+    save_total_limit: int | None = 2  #: null: keep every checkpoint
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     torch_compile: bool = False
     dataloader_workers: int = 0
@@ -159,6 +169,18 @@ class TrainingConfig:
             raise ConfigError(f"{where}: training.warmup_steps and training.weight_decay must be >= 0")
         if isinstance(self.checkpoint_words, list) and not all(m > 0 for m in self.checkpoint_words):
             raise ConfigError(f"{where}: training.checkpoint_words must be positive word counts, got {self.checkpoint_words}")
+        for key in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{where}: training.{key} must be in [0, 1), got {getattr(self, key)}")
+        if self.adam_epsilon <= 0:
+            raise ConfigError(f"{where}: training.adam_epsilon must be positive, got {self.adam_epsilon}")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"{where}: training.max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}")
+        # 0 steps would silently mean "never" to the Trainer: no log, no checkpoint to resume from.
+        _at_least_one(where, "training", logging_steps=self.logging_steps, save_steps=self.save_steps,
+                      eval_steps=self.eval_steps, save_total_limit=self.save_total_limit)
+        if self.dataloader_workers < 0:
+            raise ConfigError(f"{where}: training.dataloader_workers must be >= 0, got {self.dataloader_workers}")
 
 
 @dataclass
@@ -227,6 +249,13 @@ class DistillationConfig:
                 )
 
 
+def _at_least_one(where: str, section: str, **values: int | None) -> None:
+    """Each of `values` (unset: None) must be >= 1."""
+    for key, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}: {section}.{key} must be >= 1, got {value}")
+
+
 @dataclass
 class EvaluationConfig:
     """Zero-shot minimal-pair scoring during training (a fast subset)."""
@@ -236,6 +265,18 @@ class EvaluationConfig:
     every_n_steps: int | None = None
     each_epoch: bool = True
     max_items_per_subtask: int | None = 200
+
+    def validate(self, where: str) -> None:
+        from babykd.evaluation.tasks import TASK_FOLDERS  # the evaluation package imports torch
+
+        for index, task in enumerate(self.tasks):
+            if task not in TASK_FOLDERS and not Path(task).is_dir():
+                raise ConfigError(
+                    f"{where}: evaluation.tasks[{index}]: unknown task {task!r}: not one of "
+                    f"{', '.join(TASK_FOLDERS)} and not a directory of JSONL files"
+                )
+        _at_least_one(where, "evaluation", every_n_steps=self.every_n_steps,
+                      max_items_per_subtask=self.max_items_per_subtask)
 
 
 @dataclass
@@ -250,10 +291,20 @@ class RulesConfig:
 
 @dataclass
 class OutputConfig:
-    """Where a run writes: `<root>/<name>/` (named by the run, never by a timestamp)."""
+    """Where a run writes: `<root>/<name>/` (named by the run, never by a timestamp).
+
+    The name is one path component of safe characters: an empty name would write the run
+    into the output root itself, and ``..`` or ``/`` would write it elsewhere.
+    """
 
     name: str
     root: str = _path_field(str(REPO_ROOT / "models"))
+
+    def validate(self, where: str) -> None:
+        if not RUN_NAME.fullmatch(self.name) or self.name in (".", ".."):
+            raise ConfigError(
+                f"{where}: output.name must be one folder name of letters, digits, '.', '_' and '-', got {self.name!r}"
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -274,7 +325,7 @@ class RunConfig:
     source: str = field(default="<dict>", metadata={"internal": True})
 
     def validate(self) -> None:
-        for part in (self.model, self.data, self.training, self.distillation):
+        for part in (self.model, self.data, self.training, self.distillation, self.evaluation, self.output):
             if part is not None:
                 part.validate(self.source)
         if self.data.seq_length > self.model.max_position_embeddings:
@@ -344,6 +395,9 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: {key} must be a mapping of {tp.__name__} settings, got {value!r}")
         return _build(tp, value, key, where)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string; users mean a number
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
         if not math.isfinite(value):  # .inf/.nan pass every "> 0" check and train an all-NaN model
@@ -358,8 +412,9 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
         return value
     if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        # An int reads back as written; a float would not (1e3 -> "1000.0", 1.50 -> "1.5"): quote it.
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r} (quote it)")
         return str(value)
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
@@ -494,12 +549,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {pair!r}: value is not valid YAML: {error}") from error
-        # YAML reads "1e-4" as a string (it wants a dot); users mean a number.
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value.lower() for c in ".e") else value
-            except ValueError:
-                pass
+        # "1e-4" stays the string YAML reads: a number setting takes it as one, a name keeps it as written.
         overrides[key.strip()] = value
     return overrides
 

@@ -28,7 +28,7 @@ from transformers.integrations import TensorBoardCallback
 from babykd.atomic import (
     atomic_directory, atomic_write_json, atomic_write_text, normal_permissions, write_failures_named,
 )
-from babykd.config import RunConfig, derive_batch_layout
+from babykd.config import ConfigError, RunConfig, derive_batch_layout
 from babykd.data.collator import FixedChunkCollator
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.divergence import DivergenceGuard, NonFiniteError, all_finite
@@ -54,7 +54,8 @@ def use_bf16(precision: str) -> bool:
         return False
     available = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "bf16" and not available:
-        raise RuntimeError("training.precision=bf16 needs a CUDA GPU with bf16 support; use auto or fp32")
+        raise ConfigError("training.precision=bf16 needs a CUDA GPU with bf16 support, and this machine has none; "
+                          "use auto or fp32")
     return available
 
 
@@ -196,6 +197,9 @@ def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     if fresh and (run_dir / REVISIONS_DIR).is_dir():
         logger.warning("fresh start: removing the earlier run's revisions in %s", run_dir / REVISIONS_DIR)
         shutil.rmtree(run_dir / REVISIONS_DIR)
+    if fresh:  # the scores and predictions of those revisions go with them
+        for stale in (run_dir / "eval" / REVISIONS_DIR, *(run_dir / "eval" / "predictions").glob("chck_*")):
+            shutil.rmtree(stale, ignore_errors=True)
     if fresh:
         (run_dir / CONFIG_CHANGES_FILE).unlink(missing_ok=True)
     record_config_change(run_dir, plan)

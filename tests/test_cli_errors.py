@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from babykd import REPO_ROOT
@@ -92,3 +93,10 @@ def test_a_start_over_a_finished_run_names_resume_and_fresh(tiny_config, tmp_pat
         f"error: {config.output.run_dir} holds a finished run: add --resume to continue it, or --fresh to delete it "
         "and start over (--debug shows the traceback)"
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a CUDA GPU")
+def test_bf16_without_a_gpu_is_a_one_line_config_error(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(LLAMA, "bf16-on-cpu", "training.precision=bf16")
+    assert train_command(config, tmp_path).startswith("config error: training.precision=bf16 needs a CUDA GPU")
+    assert not (config.output.run_dir / "run_config.yaml").exists()

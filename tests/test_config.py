@@ -196,3 +196,35 @@ def test_error_inside_an_optional_section_names_the_inner_key(tmp_path: Path, mi
     name, typo = ("distillation", "weigths") if "weigths" in section else ("evaluation", "taks")
     right = "weights" if typo == "weigths" else "tasks"
     assert str(error.value).startswith(f"{bad}: unknown key '{name}.{typo}' (did you mean '{name}.{right}'?)")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("training.adam_beta1=1.5", r"training\.adam_beta1 must be in \[0, 1\), got 1\.5"),
+    ("training.adam_beta2=-0.1", r"training\.adam_beta2 must be in \[0, 1\)"),
+    ("training.adam_epsilon=0", "training.adam_epsilon must be positive"),
+    ("training.logging_steps=0", "training.logging_steps must be >= 1, got 0"),
+    ("training.save_steps=0", "training.save_steps must be >= 1"),
+    ("training.save_total_limit=0", "training.save_total_limit must be >= 1"),
+    ("training.dataloader_workers=-1", "training.dataloader_workers must be >= 0"),
+    ("training.max_grad_norm=-1", "training.max_grad_norm must be >= 0"),
+    ("model.n_kv_head=0", r"model\.n_kv_head \(0\) must be a positive divisor of model\.n_head"),
+    ("model.n_kv_head=3", r"model\.n_kv_head \(3\) must be a positive divisor"),
+    ("model.norm_eps=0", "model.norm_eps must be positive"),
+    ("model.rope_theta=-1", "model.rope_theta must be positive"),
+    ("evaluation.tasks=[blimp_filterd]", r"evaluation\.tasks\[0\]: unknown task 'blimp_filterd': not one of"),
+    ("evaluation.every_n_steps=0", "evaluation.every_n_steps must be >= 1"),
+    ("evaluation.max_items_per_subtask=0", "evaluation.max_items_per_subtask must be >= 1"),
+    ("output.name=", "output.name must be one folder name .* got ''"),
+    ("output.name=../../escape", "output.name must be one folder name .* got '../../escape'"),
+    ("output.name=..", "output.name must be one folder name"),
+    ("output.name=1.50", r"output\.name must be a string, got 1\.5 \(quote it\)"),
+])
+def test_out_of_range_settings_are_refused_at_load(minimal_run: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"run\.yaml: {message}"):
+        load_run_config(minimal_run, [override])
+
+
+def test_a_name_that_looks_like_a_number_stays_as_written_and_numbers_still_parse(minimal_run: Path) -> None:
+    config = load_run_config(minimal_run, ["output.name=1e3", "training.lr=1e-4", "training.save_total_limit=null"])
+    assert config.output.name == "1e3" and config.output.run_dir.name == "1e3"
+    assert config.training.lr == pytest.approx(1e-4) and config.training.save_total_limit is None
