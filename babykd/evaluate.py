@@ -13,7 +13,13 @@ revision's to MODEL_DIR/eval/revisions/REV/results.json), written atomically,
 keyed by a fingerprint of the weights: tasks scored on other weights are
 dropped. With protocol 2025 the official per-task predictions and the
 leaderboard submission file (MODEL_DIR/eval/all_full_preds_and_fast_scores_causal.json)
-are written too. A revision is the checkpoint MODEL_DIR/revisions/REV.
+are written too, beside `--output` when it is given. A revision is the checkpoint
+MODEL_DIR/revisions/REV.
+
+A task that cannot be scored (its data missing, an input longer than the
+model's position table, a choice the tokenizer cannot encode) is one line on
+stderr and in results.json's "errors"; every other task is still scored and
+written, and the command then exits with status 1.
 
 Age of acquisition and (Super)GLUE fine-tuning are separate commands
 (``scripts/eval-aoa.sh``, ``scripts/eval-finetune.sh``).
@@ -22,8 +28,10 @@ Age of acquisition and (Super)GLUE fine-tuning are separate commands
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,10 +43,10 @@ from babykd.evaluation import submission
 from babykd.evaluation.report import summary_line, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
 from babykd.evaluation.suite import (
-    FULL_ONLY, OFFICIAL_TASK_NAMES, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source,
+    FULL_ONLY, OFFICIAL_TASK_NAMES, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source, result_name,
 )
 from babykd.evaluation.suite_data import MissingEvalData
-from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, TaskDataError, load_tasks
+from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, load_task, load_tasks
 from babykd.provenance import provenance
 from babykd.rules import REVISIONS_DIR
 
@@ -48,7 +56,6 @@ SEPARATE_COMMANDS = {
     "aoa": "scripts/eval-aoa.sh MODEL_DIR (python -m babykd.evaluation.aoa)",
     "glue": "scripts/eval-finetune.sh MODEL_DIR [TASK...] (python -m babykd.evaluation.finetune)",
 }
-#: Weight files hashed for the results' fingerprint.
 
 
 class CleanError(Exception):
@@ -78,7 +85,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the BabyLM 2025 evaluation zip, or a folder with full_eval/ and fast_eval/ "
         "(default: $BABYKD_EVAL_DATA_2025, else ../shared/evaluation_data_2025.zip)",
     )
-    parser.add_argument("--output", type=Path, help="results JSON (default: MODEL_DIR/eval/results.json)")
+    parser.add_argument(
+        "--output", type=Path,
+        help="results JSON (default: MODEL_DIR/eval/results.json, a revision's MODEL_DIR/eval/revisions/REV/"
+        "results.json); the 2025 predictions/ and submission file go next to it (default: MODEL_DIR/eval/)",
+    )
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="fp32 (official numbers) or bf16")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-tokens", type=int, default=None, help="token budget per forward pass")
@@ -98,14 +109,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"{local} is not a local directory: give --output for its results")
         sub = Path(REVISIONS_DIR, args.revision) if args.revision else Path()
         args.output = local / "eval" / sub / "results.json"
-    args.eval_dir = args.output.parent if not args.revision else args.output.parent.parent.parent
+        args.eval_dir = local / "eval"
+    else:  # an explicit --output keeps everything this command writes beside it
+        args.eval_dir = args.output.parent
     args.model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
     for flag in ("batch_tokens", "max_items_per_subtask"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     if args.protocol == "2024" and args.fast:
         parser.error("--fast is a 2025-protocol option")
-    if args.tasks == ["all"]:
+    args.all_tasks = args.tasks == ["all"]
+    if args.all_tasks:
         args.tasks = list(DEFAULT_TASKS) if args.protocol == "2024" else [
             t for t in SUITE_TASKS if not (args.fast and t in FULL_ONLY)
         ]
@@ -148,48 +162,103 @@ def load_model(model: str, device: torch.device) -> torch.nn.Module:
         raise CleanError(f"{model}: cannot load the model ({type(exc).__name__}: {exc})") from exc
 
 
-def run_2024(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, tasks: list) -> dict[str, Any]:
-    results = evaluate_model(
-        model, tokenizer, tasks, dtype=args.dtype,
-        batch_tokens=args.batch_tokens, progress=not args.no_progress, model_name=args.model_name,
-    )
-    for entry in results["tasks"].values():
-        entry["protocol"] = "2024"
-    return results
+def one_line(exc: BaseException) -> str:
+    """A task's error as one line: input errors (ValueError: bad data, too long, unencodable) by their message,
+    anything else with its type and at most 300 characters."""
+    if isinstance(exc, (MissingEvalData, ValueError)):
+        return " ".join(str(exc).split())
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
-def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, source: Any) -> dict[str, Any]:
-    def report_missing(task: str, exc: MissingEvalData) -> None:
-        print(f"missing data, not scored: {task}: {exc}", file=sys.stderr)
-
-    entries, preds, missing = evaluate_suite(
-        model, tokenizer, args.tasks, source, max_items_per_subtask=args.max_items_per_subtask,
-        dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress,
-        on_missing=report_missing if len(args.tasks) > 1 else None,
-    )
-    if args.max_items_per_subtask is None:  # a subset is never a submission
-        for task, task_preds in preds.items():
-            revision = args.revision if source.fast else None
-            if task in SUBMISSION_KEYS and (source.fast or not args.revision):
-                submission.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds)
-    wall = sum(e["wall_time_s"] for e in entries.values())
+def record(args: argparse.Namespace, model: torch.nn.Module, entries: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The results record of this command: the scored tasks, what was not scored, where and how."""
+    device = next(model.parameters()).device
     return {
         "model": args.model_name,
         "revision": args.revision,
         "dtype": args.dtype,
         "model_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "wall_time_s": round(wall, 3),
+        "wall_time_s": round(sum(e.get("wall_time_s", 0.0) for e in entries.values()), 3),
         "tasks": entries,
-        "missing": missing,
-        "separate_commands": SEPARATE_COMMANDS,
-        **provenance(torch_device=str(next(model.parameters()).device)),
+        **extra,
+        **provenance(torch_device=str(device)),
     }
 
 
+def run_2024(
+    args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, tasks: list, errors: dict[str, str]
+) -> dict[str, Any]:
+    """Each task scored on its own, so one that cannot be scored (a choice longer than the model) costs only itself."""
+    entries, sentences, data = {}, 0, hashlib.sha256()
+    for task in tasks:
+        start = time.perf_counter()
+        try:
+            scored = evaluate_model(
+                model, tokenizer, [task], dtype=args.dtype,
+                batch_tokens=args.batch_tokens, progress=not args.no_progress, model_name=args.model_name,
+            )
+        except Exception as exc:  # noqa: BLE001 -- reported per task, the others are still scored
+            errors[task.name] = report_error(args, exc)
+            continue
+        for entry in scored["tasks"].values():
+            entry.update(protocol="2024", wall_time_s=round(time.perf_counter() - start, 3))
+        entries.update(scored["tasks"])
+        sentences += scored["sentences"]
+        data.update(task.sha256.encode())  # as evaluate_model digests the tasks it scored
+    return record(args, model, entries, errors=errors, sentences=sentences, data_sha256=data.hexdigest())
+
+
+def report_error(args: argparse.Namespace, exc: BaseException) -> str:
+    """A task's error as results.json records it (its traceback printed only with --debug)."""
+    if args.debug:
+        traceback.print_exception(exc)
+    return one_line(exc)
+
+
+def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, source: Any) -> dict[str, Any]:
+    entries, preds, failures = evaluate_suite(
+        model, tokenizer, args.tasks, source, max_items_per_subtask=args.max_items_per_subtask,
+        dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress, keep_going=True,
+    )
+    missing, errors = {}, {}
+    for task, exc in failures.items():
+        if isinstance(exc, MissingEvalData) and args.all_tasks:  # the suite's hidden sets: named, not an error
+            missing[task] = str(exc)
+            print(f"missing data, not scored: {task}: {exc}", file=sys.stderr)
+        else:
+            errors[result_name(task, source.fast)] = report_error(args, exc)
+    if args.max_items_per_subtask is None:  # a subset is never a submission
+        for task, task_preds in preds.items():
+            revision = args.revision if source.fast else None
+            if task in SUBMISSION_KEYS and (source.fast or not args.revision):
+                submission.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds)
+    return record(args, model, entries, missing=missing, errors=errors, separate_commands=SEPARATE_COMMANDS)
+
+
+def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Task]:
+    """The 2024 tasks that load; a task's bad data is its own error, all of them failing is the command's."""
+    tasks, failed = [], {}
+    for name in args.tasks:
+        try:
+            tasks.append(load_task(name, args.data_dir, args.max_items_per_subtask))
+        except TaskDataError as exc:
+            failed[name] = exc
+    if not tasks:  # nothing to score: one line, before any model is loaded
+        raise CleanError("; ".join(map(str, failed.values())))
+    errors.update({name: report_error(args, exc) for name, exc in failed.items()})
+    try:
+        return load_tasks(tasks)  # names must be unique
+    except TaskDataError as exc:
+        raise CleanError(str(exc)) from exc
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Score, write every task scored, then fail (exit 1) if any task could not be scored."""
+    errors: dict[str, str] = {}
     try:  # data first: a bad task name or line fails before any model is loaded
         if args.protocol == "2024":
-            tasks = load_tasks(args.tasks, args.data_dir, args.max_items_per_subtask)
+            tasks = load_2024_tasks(args, errors)
         else:
             source = make_source(args.fast, args.data_dir, args.suite_data)
     except TaskDataError as exc:
@@ -199,19 +268,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, device)
-    try:
-        if args.protocol == "2024":
-            results = run_2024(args, model, tokenizer, tasks)
-        else:
-            results = run_2025(args, model, tokenizer, source)
-    except (TaskDataError, ValueError) as exc:  # missing data, a choice the tokenizer cannot encode
-        raise CleanError(str(exc)) from exc
+    if args.protocol == "2024":
+        results = run_2024(args, model, tokenizer, tasks, errors)
+    else:
+        results = run_2025(args, model, tokenizer, source)
+    for name, entry in results["tasks"].items():  # garbage in (empty or identical choices) scores as correct
+        if entry.get("ties"):
+            print(f"warning: {name}: {entry['ties']} item(s) tie (e.g. identical or empty choices) and count as "
+                  "correct, as in the official code", file=sys.stderr)
     written = write_results(args.output, results)
     print(summary_line(results, args.output))
     official = any(t.removesuffix("_fast") in SUBMISSION_KEYS for t in results["tasks"])
     if args.protocol == "2025" and args.max_items_per_subtask is None and official:
         path, missing = submission.collate_submission(args.eval_dir)
         print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
+    if results["errors"]:  # after writing: the scores of the other tasks are kept
+        raise CleanError("not scored: " + "; ".join(f"{name}: {why}" for name, why in results["errors"].items()))
     return written
 
 

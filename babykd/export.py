@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from babykd.evaluation.report import scored_on_these_weights
 from babykd.provenance import PROVENANCE_FILE
 from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
 
@@ -96,12 +97,22 @@ def model_card(run_dir: Path, revision: Path | None = None) -> str:
             f"- Words seen by the whole lineage (tokenizer, teachers, this model): {lineage:,}"
             if isinstance(lineage, int) else "- Words seen by the whole lineage: unknown (a teacher has no record)"
         )
-    scores = _read_json(run_dir / "eval" / "results.json").get("tasks", {}) if revision is None else {}
-    if scores:
-        lines += ["", "## Scores", "", "| task | score |", "|---|---|"]
-        lines += [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in scores.items()]
+    if revision is None:
+        lines += score_lines(run_dir)
     lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}.", ""]
     return "\n".join(lines)
+
+
+def score_lines(run_dir: Path) -> list[str]:
+    """The card's scores section: eval/results.json's tasks, only if scored on the weights exported."""
+    results = _read_json(run_dir / "eval" / "results.json")
+    if not results.get("tasks"):
+        return []
+    if not scored_on_these_weights(results, run_dir):
+        return ["", "## Scores", "", "Not evaluated: eval/results.json was scored on other weights "
+                "(the run was retrained since)."]
+    lines = ["", "## Scores", "", "| task | score |", "|---|---|"]
+    return lines + [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in results["tasks"].items()]
 
 
 def _replace_model(repo: Path, source: Path, card: str) -> None:

@@ -6,6 +6,8 @@ by us, by the official evaluation pipeline and by anyone else.
 
 from __future__ import annotations
 
+import logging
+
 from transformers import GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
 from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
@@ -13,6 +15,12 @@ from babykd.config import ModelConfig
 
 #: Special-token ids fixed by the project's tokenizer (`<pad>`, `<s>`, `</s>`).
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+#: Tokens (start token included) of the longest input of the BabyLM 2025 zero-shot suite: an entity-tracking
+#: item (full set; fast set 411) with the demo's 2,000-token tokenizer. A 16,000-token tokenizer of the
+#: substitute corpus makes 276 (fast 255): the smaller the vocabulary, the longer the inputs.
+SUITE_LONGEST_INPUT = 430
+
+logger = logging.getLogger(__name__)
 
 
 def hf_config(cfg: ModelConfig) -> PretrainedConfig:
@@ -60,8 +68,19 @@ def hf_config(cfg: ModelConfig) -> PretrainedConfig:
 
 
 def build_model(cfg: ModelConfig) -> PreTrainedModel:
-    """A freshly initialised model (HF's own init; seeded by the caller's RNG state)."""
+    """A freshly initialised model (HF's own init; seeded by the caller's RNG state).
+
+    Warns when the model cannot take the evaluation suite's longest input: better at the start of
+    training than as a failed task at evaluation (or at submission) time.
+    """
     config = hf_config(cfg)
+    limit = position_limit(config)
+    if limit is not None and limit < SUITE_LONGEST_INPUT:
+        logger.warning(
+            "model %s: its %d positions cannot hold the BabyLM 2025 suite's longest input (%d tokens, entity "
+            "tracking); set model.max_position_embeddings >= that, or this task will not be scored",
+            cfg.name, limit, SUITE_LONGEST_INPUT,
+        )
     model_cls = GPT2LMHeadModel if cfg.architecture == "gpt2" else LlamaForCausalLM
     return model_cls(config)
 
@@ -86,3 +105,14 @@ def model_layers_and_width(config: PretrainedConfig) -> tuple[int, int]:
 def max_positions(config: PretrainedConfig) -> int | None:
     """The longest sequence a model accepts (None when unbounded, e.g. pure RoPE without a limit)."""
     return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def position_limit(config: PretrainedConfig) -> int | None:
+    """The longest input a model can run at all: the size of a learned position table (GPT-2's).
+
+    None for rotary models (Llama): they run inputs of any length, although positions past
+    training are untrained (see README, evaluation).
+    """
+    if any(key.startswith(("rope", "rotary")) for key in config.to_dict()):
+        return None
+    return max_positions(config)

@@ -20,10 +20,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.evaluation.suite import SUITE_TASKS
@@ -64,6 +66,16 @@ def weights_fingerprint(model_dir: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def scored_on_these_weights(record: dict[str, Any], model_dir: str | os.PathLike | None = None) -> bool:
+    """Whether `record`'s scores belong to the weights now in `model_dir` (default: the model it names).
+
+    Why: a run retrained into the same folder keeps its old eval/ files; a table or model card must
+    not show them as the new model's. True when it cannot be checked (a hub name, a moved folder).
+    """
+    now = weights_fingerprint(model_dir if model_dir is not None else record["model"])
+    return now is None or record.get("weights_sha256") in (None, now)
+
+
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str, Any]:
     """Write `results` atomically, keeping tasks scored earlier on the SAME weights and not re-scored.
 
@@ -84,8 +96,12 @@ def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str,
             print(f"warning: replacing {exc}", file=sys.stderr)
         else:
             same = old.get("model") == results["model"] and old.get("weights_sha256") == results.get("weights_sha256")
-            if same:
-                merged = {**results, "tasks": {**old["tasks"], **results["tasks"]}}
+            if same:  # "errors": each task's latest failure, until it is scored
+                errors = {k: v for k, v in old.get("errors", {}).items() if k not in results["tasks"]}
+                merged = {
+                    **results, "tasks": {**old["tasks"], **results["tasks"]},
+                    "errors": {**errors, **results.get("errors", {})},
+                }
             elif old.get("model") == results["model"] and old["tasks"]:
                 print(
                     f"note: {path}: dropped {', '.join(old['tasks'])} (scored on other weights)", file=sys.stderr
@@ -102,8 +118,11 @@ def format_score(entry: dict[str, Any]) -> str:
 
 
 def summary_line(results: dict[str, Any], path: str | os.PathLike | None = None) -> str:
-    """One line: model, each task's score, throughput (and where the file went)."""
-    scores = " | ".join(f"{name} {format_score(entry)}" for name, entry in results["tasks"].items())
+    """One line: model, each task's score or "not scored", throughput (and where the file went)."""
+    scores = " | ".join(
+        [f"{name} {format_score(entry)}" for name, entry in results["tasks"].items()]
+        + [f"{name} NOT SCORED (error)" for name in results.get("errors", {})]
+    )
     amount = f"{results['sentences']:,} sentences in " if "sentences" in results else ""
     line = (
         f"{results['model']}: {scores} | {amount}"
@@ -113,14 +132,25 @@ def summary_line(results: dict[str, Any], path: str | os.PathLike | None = None)
 
 
 def collect(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Results records from files, or from every `results.json` below given directories."""
+    """Results records from files, or from every `results.json` below given directories.
+
+    A record scored on weights its model folder no longer holds (retrained since) is left out, with a note.
+    """
     files: list[Path] = []
     for path in map(Path, paths):
         found = sorted(path.rglob("results.json")) if path.is_dir() else [path]
         if not found:
             raise ValueError(f"{path}: no results.json below this directory")
         files.extend(found)
-    return [read_results(f) for f in files]
+    records = []
+    for file in files:
+        record = read_results(file)
+        if scored_on_these_weights(record):
+            records.append(record)
+        else:
+            print(f"note: {file}: left out, scored on other weights than {record['model']} holds now "
+                  "(re-evaluate it)", file=sys.stderr)
+    return records
 
 
 def model_label(record: dict[str, Any]) -> str:
@@ -216,6 +246,13 @@ def _in_order(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=key) if any(r.get("revision") for r in records) else list(records)
 
 
+def _figure(**kwargs: Any) -> Figure:
+    """A constrained-layout Figure; matplotlib is imported here because scoring (babykd.evaluate) draws nothing."""
+    from matplotlib.figure import Figure
+
+    return Figure(layout="constrained", **kwargs)
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
@@ -239,7 +276,7 @@ def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
         if finite.sum() > 1 and np.ptp(col[finite]) > 0:
             shade[finite, j] = (col[finite] - col[finite].min()) / np.ptp(col[finite])
     shade[~np.isfinite(values)] = np.nan
-    fig = Figure(figsize=(2.5 + 0.95 * len(columns), 1.6 + 0.42 * len(records)), layout="constrained")
+    fig = _figure(figsize=(2.5 + 0.95 * len(columns), 1.6 + 0.42 * len(records)))
     ax = fig.add_subplot()
     ax.imshow(np.ma.masked_invalid(shade), cmap="Blues", vmin=-0.15, vmax=1.15, aspect="auto")
     for i in range(len(records)):
@@ -263,7 +300,7 @@ def plot_learning_curves(records: Sequence[dict[str, Any]]) -> bytes:
     runs = sorted({str(Path(r["model"]).parent.parent) for r in curves})
     ncols = min(4, len(columns))
     nrows = math.ceil(len(columns) / ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.5 * nrows + 0.6), layout="constrained")
+    fig = _figure(figsize=(3.2 * ncols, 2.5 * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, column in zip(axes.flat, columns):
         for run in runs:

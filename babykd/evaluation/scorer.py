@@ -89,8 +89,13 @@ def item_pairs(items: Iterable[Item]) -> list[tuple[str, str]]:
     ]
 
 
-def encode_requests(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Request]:
-    """Tokenize (context, continuation) pairs exactly as `TemplateLM.loglikelihood` does."""
+def encode_requests(
+    tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int, origins: Sequence[str] | None = None
+) -> list[Request]:
+    """Tokenize (context, continuation) pairs exactly as `TemplateLM.loglikelihood` does.
+
+    `origins` (file:line of each pair) name an over-long choice instead of quoting it whole.
+    """
     prefix = prefix_token_id(tokenizer)
     split = []
     for context, continuation in pairs:
@@ -105,7 +110,7 @@ def encode_requests(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length
     context_ids = dict(zip(contexts, _encode(tokenizer, contexts)))
     encoded = _encode(tokenizer, [c + cont if c else cont for c, cont in split])
     requests = []
-    for (context, continuation), (raw_context, _), ids in zip(split, pairs, encoded):
+    for i, ((context, continuation), (raw_context, _), ids) in enumerate(zip(split, pairs, encoded)):
         if raw_context:
             ctx = context_ids.get(context, [])
             if not ctx:
@@ -116,7 +121,8 @@ def encode_requests(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length
         if not cont:
             raise ValueError(f"continuation {continuation!r} (context {raw_context!r}) encodes to no tokens")
         if len(cont) > max_length:
-            raise ValueError(f"continuation {continuation!r} is longer than the model's {max_length} positions")
+            what = origins[i] if origins and origins[i] else f"continuation {continuation!r}"
+            raise ValueError(f"{what}: a choice of {len(cont)} tokens is longer than the model's {max_length} positions")
         requests.append(Request(tuple((ctx + cont)[-(max_length + 1):]), len(cont)))
     return requests
 
@@ -253,7 +259,8 @@ def score_items(
     progress: bool = True,
 ) -> np.ndarray:
     """Log-likelihoods of [correct, wrong] for each item: an array of shape (len(items), 2)."""
-    requests = encode_requests(tokenizer, item_pairs(items), max_sequence_length(model, tokenizer))
+    origins = [item.where for item in items for _ in range(2)]
+    requests = encode_requests(tokenizer, item_pairs(items), max_sequence_length(model, tokenizer), origins)
     lls = loglikelihoods(model, requests, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
     return lls.reshape(len(items), 2)
 

@@ -7,7 +7,10 @@ else, and the fast subsets (``--fast``), from the 2025 zip or folder
 key the official collate step writes into the submission file.
 
 A task whose data is absent raises `MissingEvalData` naming the file; `--tasks
-all` collects these and reports them by name next to the scores.
+all` collects these and reports them by name next to the scores. A task the
+model cannot score (an input longer than its position table, a choice the
+tokenizer cannot encode) is an error of that task alone: `evaluate_suite`
+scores the others (``keep_going``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ import torch
 from babykd.evaluation import ranking, reading
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
 from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, parse_json_object, subsample
+from babykd.models import SUITE_LONGEST_INPUT, position_limit
 
 #: Our task name -> the key of the official submission file (collate_preds.py).
 SUBMISSION_KEYS: dict[str, str] = {
@@ -112,12 +116,12 @@ LEGACY_FOLDERS: dict[str, str] = {
 }
 
 
-def _records(where: str, data: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; errors name the file and line."""
+def _records(where: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(file:line, JSON object) of each item of a JSONL file; errors name the file and line."""
     out = []
     for lineno, line in enumerate(data.decode("utf-8").split("\n"), start=1):
         if line.strip():
-            out.append(parse_json_object(line, f"{where}:{lineno}"))
+            out.append((f"{where}:{lineno}", parse_json_object(line, f"{where}:{lineno}")))
     if not out:
         raise TaskDataError(f"{where}: no items")
     return out
@@ -156,18 +160,53 @@ def _decode(task: str, where: str, record: dict[str, Any]) -> ranking.Candidates
 
 def load_candidates(task: str, source: Source, max_items_per_subtask: int | None = None) -> tuple[list[ranking.Candidates], str]:
     """(items, sha256 of the files read) of a ranking task; subsets are evenly spaced per file."""
-    items: list[ranking.Candidates] = []
+    located, sha = _located_candidates(task, source, max_items_per_subtask)
+    return [item for _, item in located], sha
+
+
+def _located_candidates(
+    task: str, source: Source, max_items_per_subtask: int | None
+) -> tuple[list[tuple[str, ranking.Candidates]], str]:
+    """(file:line, item) of a ranking task, and the files' sha256 (`load_candidates`, with where each item is)."""
+    located: list[tuple[str, ranking.Candidates]] = []
     digest = hashlib.sha256()
     for where, data in source.folder(task):
         digest.update(_stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
         decoded = []
-        for lineno, record in enumerate(_records(where, data), start=1):
+        for line, record in _records(where, data):
             try:
-                decoded.append(_decode(task, where, record))
+                decoded.append((line, _decode(task, where, record)))
             except (KeyError, TypeError, ValueError) as exc:
-                raise TaskDataError(f"{where}: item {lineno}: {type(exc).__name__} {exc}") from None
-        items.extend(subsample(decoded, max_items_per_subtask))
-    return items, digest.hexdigest()
+                raise TaskDataError(f"{line}: {type(exc).__name__} {exc}") from None
+        located.extend(subsample(decoded, max_items_per_subtask))
+    return located, digest.hexdigest()
+
+
+class InputTooLong(ValueError):
+    """A task holds an input longer than the model's position table; the message names file:line."""
+
+
+def check_positions(model: torch.nn.Module, tokenizer: Any, located: Sequence[tuple[str, ranking.Candidates]]) -> None:
+    """Refuse a task whose longest input exceeds a learned position table, before any forward pass.
+
+    Why up front: past the table GPT-2 raises IndexError on CPU and a device-side assert on CUDA,
+    which poisons the CUDA context, so every later task of the run would fail too.
+    """
+    config = getattr(model, "config", None)
+    limit = position_limit(config) if config is not None else None
+    if limit is None or not located:
+        return
+    sentences = [s for _, item in located for s in item.sentences]
+    lengths = iter(len(ids) - 1 for ids in tokenizer(sentences)["input_ids"])  # the input is tokens[:-1]
+    longest = [max(next(lengths) for _ in item.sentences) for _, item in located]
+    over = [n for n in longest if n > limit]
+    if over:
+        where = located[int(np.argmax(longest))][0]
+        raise InputTooLong(
+            f"{where}: an input of {max(longest)} tokens exceeds the model's {limit} positions "
+            f"({len(over)} of {len(located)} items do); a model needs model.max_position_embeddings >= "
+            f"{SUITE_LONGEST_INPUT} for the whole 2025 suite"
+        )
 
 
 def _accuracy_entry(task: str, items: Sequence[ranking.Candidates], scores: list[np.ndarray]) -> tuple[dict[str, Any], dict]:
@@ -202,7 +241,9 @@ def score_task(
         entry = {"metric": "r2_gain", **reading.reading_scores(rows, pred, prev_pred), "n_items": len(rows)}
         entry["score"] = entry["eye_tracking"]
         return {**entry, "path": where, "data_sha256": hashlib.sha256(data).hexdigest()}, reading.reading_predictions(pred, prev_pred)
-    items, sha = load_candidates(task, source, max_items_per_subtask)
+    located, sha = _located_candidates(task, source, max_items_per_subtask)
+    check_positions(model, tokenizer, located)
+    items = [item for _, item in located]
     scores = ranking.score_candidates(model, tokenizer, items, **kwargs)
     if task in ("wug_adj_nominalization", "wug_past_tense"):
         rho, prefs = ranking.wug_correlation(items, scores)
@@ -230,14 +271,15 @@ def evaluate_suite(
     dtype: str = "fp32",
     batch_tokens: int | None = None,
     progress: bool = True,
-    on_missing: Callable[[str, MissingEvalData], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict], dict[str, str]]:
-    """Score `tasks`; returns (entries by result name, predictions by task, missing task -> reason).
+    keep_going: bool = False,
+) -> tuple[dict[str, Any], dict[str, dict], dict[str, Exception]]:
+    """Score `tasks`; returns (entries by result name, predictions by task, task -> why it was not scored).
 
-    A task whose data is missing is skipped only when `on_missing` is given
-    (``--tasks all``); otherwise its `MissingEvalData` propagates.
+    With `keep_going` a task that fails (missing data, an input too long for the model, a choice the
+    tokenizer cannot encode, anything else) is recorded and the next one scored: one bad task never
+    costs the scores of the others. Without it the first failure propagates.
     """
-    entries, preds, missing = {}, {}, {}
+    entries, preds, failures = {}, {}, {}
     for task in tasks:
         start = time.perf_counter()
         try:
@@ -245,16 +287,15 @@ def evaluate_suite(
                 task, model, tokenizer, source, max_items_per_subtask=max_items_per_subtask,
                 dtype=dtype, batch_tokens=batch_tokens, progress=progress,
             )
-        except MissingEvalData as exc:
-            if on_missing is None:
+        except Exception as exc:  # noqa: BLE001 -- recorded per task; the caller reports it
+            if not keep_going:
                 raise
-            missing[task] = str(exc)
-            on_missing(task, exc)
+            failures[task] = exc
             continue
         entry.update(protocol="2025", dtype=dtype, wall_time_s=round(time.perf_counter() - start, 3))
         entries[result_name(task, source.fast)] = entry
         preds[task] = task_preds
-    return entries, preds, missing
+    return entries, preds, failures
 
 
 def make_source(fast: bool, data_dir: str | os.PathLike | None, suite_data: str | os.PathLike | None) -> Source:

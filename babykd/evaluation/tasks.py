@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -52,6 +52,8 @@ class Item:
     context: str
     correct: str
     wrong: str
+    #: file:line the item was read from, for errors about it (not part of its identity).
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def _parse_line(line: str, where: str, layout: tuple[str | None, str, str] | Non
         if not isinstance(record[key], str):
             raise TaskDataError(f"{where}: field {key!r} must be a string, got {type(record[key]).__name__}")
         values.append(record[key])
-    return Item(*values), layout
+    return Item(*values, where=where), layout
 
 
 def parse_subtask(path: Path, data: bytes) -> Subtask:
