@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from babykd.host_collective import host_all_reduce
+
 logger = logging.getLogger(__name__)
 
 #: Exit status of a run that saved a checkpoint and stopped because it was asked to.
@@ -56,10 +58,10 @@ class PreemptionCallback(TrainerCallback):
     ) -> TrainerControl:
         if args.world_size > 1:
             # Signals reach the processes at different steps; all must stop at the same one,
-            # or the one still training waits forever in its next all-reduce.
-            flag = torch.tensor([float(self.preempted)], device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            self.peer_preempted = bool(flag.item()) and self.received is None
+            # or the one still training waits forever in its next all-reduce. Reduced on the
+            # host: a device flag read back with .item() would sync the GPU every step.
+            (flag,) = host_all_reduce([int(self.preempted)], op=torch.distributed.ReduceOp.MAX)
+            self.peer_preempted = bool(flag) and self.received is None
         if self.preempted:
             control.should_save = True
             control.should_training_stop = True

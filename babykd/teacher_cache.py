@@ -194,7 +194,8 @@ class CachedTargetsDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """The chunk and its targets in their stored dtypes: the loss widens them on the device (4x fewer bytes)."""
         item = self.dataset[index]
-        item[IDS_KEY] = torch.from_numpy(self.cache.ids[index].astype(np.int64))
-        item[LOG_PROBS_KEY] = torch.from_numpy(self.cache.log_probs[index].astype(np.float32))
+        item[IDS_KEY] = torch.from_numpy(np.array(self.cache.ids[index]))
+        item[LOG_PROBS_KEY] = torch.from_numpy(np.array(self.cache.log_probs[index]))
         return item

@@ -16,18 +16,21 @@ student and these extras together, as if they were one model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import masking_utils
 from transformers.trainer_callback import ExportableState
 
 from babykd.atomic import atomic_write_text
@@ -108,6 +111,26 @@ class TrainingClock(TrainerCallback, ExportableState):
         return cls(**saved.get("args", {}))
 
 
+@contextlib.contextmanager
+def unpacked_batches() -> Iterator[None]:
+    """Tell transformers' mask builder, during a forward, that no row packs several sequences.
+
+    Without an attention mask, transformers (5.x) looks at the position ids for
+    packed sequences and reads the answer on the host (`.all()`): a host-device
+    sync in every forward of a Llama. Our rows are single chunks whose positions
+    are 0..T-1 (the model makes them), so the answer is known: no packing.
+    """
+    saved = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if saved is None:  # another transformers: nothing to skip
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = saved
+
+
 class KDTrainer(Trainer):
     """HF Trainer whose loss is a weighted sum of named terms, with optional teachers.
 
@@ -165,7 +188,7 @@ class KDTrainer(Trainer):
     # ------------------------------------------------------------------ the loss
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Hand the micro-batch's word counts to the words-seen ledger; the model never sees them."""
+        """Hand the micro-batch's word count (a host int) to the words-seen ledger; the model never sees it."""
         words = inputs.pop(WORDS_KEY, None)
         if words is not None and self.words_seen is not None:
             self.words_seen.add(words)
@@ -179,10 +202,11 @@ class KDTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         training = model.training
-        outputs = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-            output_hidden_states=training and self.needs_hidden_states,
-        )
+        with unpacked_batches():
+            outputs = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                output_hidden_states=training and self.needs_hidden_states,
+            )
         if not training:
             ce = losses.cross_entropy_loss(outputs.logits, inputs["labels"])
             return (ce, outputs) if return_outputs else ce
@@ -220,7 +244,7 @@ class KDTrainer(Trainer):
         """Teacher forwards without a graph; every student-side tensor keeps its graph."""
         cfg = self.distillation
         assert cfg is not None
-        with torch.inference_mode():
+        with torch.inference_mode(), unpacked_batches():
             teacher_outs = [
                 t(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                   output_hidden_states=need_hidden)
@@ -245,10 +269,9 @@ class KDTrainer(Trainer):
                     student_out.hidden_states, teacher_hidden, modules.projections, inputs.get("attention_mask")
                 )
             if w.contrastive > 0:
-                mask = labels != -100
                 terms["contrastive"] = losses.contrastive_loss(
                     student_out.hidden_states[-1], [h[-1] for h in teacher_hidden],
-                    modules.contrastive_projections, mask, tau=cfg.contrastive_tau,
+                    modules.contrastive_projections, inputs.get("attention_mask"), tau=cfg.contrastive_tau,
                     max_positions=cfg.contrastive_max_positions,
                 )
             if w.aux > 0:
@@ -304,10 +327,15 @@ class KDTrainer(Trainer):
         """
         if self.extra_modules is None or self.args.world_size <= 1:
             return
-        for param in self.extra_modules.parameters():
-            if param.grad is not None:
-                torch.distributed.all_reduce(param.grad)  # SUM: every backend has it (AVG is NCCL-only)
-                param.grad.div_(self.args.world_size)
+        grads = [param.grad for param in self.extra_modules.parameters() if param.grad is not None]
+        if not grads:
+            return
+        # One all-reduce of all of them (one per parameter would be one launch and latency each).
+        flat = _flatten_dense_tensors(grads)
+        torch.distributed.all_reduce(flat)  # SUM: every backend has it (AVG is NCCL-only)
+        flat.div_(self.args.world_size)
+        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
 
     def _clip_grad_norm(self, model: nn.Module) -> torch.Tensor:
         """Clip by ONE global norm over the student and the distillation modules; return it (pre-clip)."""

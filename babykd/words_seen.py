@@ -3,11 +3,12 @@
 Why a callback of its own: the challenge measures training by words seen, not
 steps, and its age-of-acquisition evaluation reads checkpoints named by words
 (``chck_1M`` ...). The count is exact: each chunk carries the number of words
-that start in it (:mod:`babykd.data.words`); the trainer hands the counts of
-every micro-batch to :meth:`WordsSeen.add`, and each optimizer step closes a
-sum (all-reduced over processes), so the total is what the optimizer consumed,
-across epochs, processes and resumes. Closing the sum reads one scalar from the
-device per optimizer step: the price of saving each revision at the exact step.
+that start in it (:mod:`babykd.data.words`); the collator sums them into one
+host int per micro-batch, the trainer hands it to :meth:`WordsSeen.add`, and
+each optimizer step closes a sum (all-reduced over processes on a CPU group,
+:mod:`babykd.host_collective`), so the total is what the optimizer consumed,
+across epochs, processes and resumes. Nothing is read from the device: a
+revision is saved at the exact step without a host-device sync per step.
 
 The running total and the marks already saved go into every checkpoint's
 ``trainer_state.json`` (HF's stateful-callback slot), and a resumed run starts
@@ -24,11 +25,11 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
 from babykd.atomic import atomic_directory, atomic_write_json
+from babykd.host_collective import host_all_reduce
 from babykd.rules import REVISIONS_DIR, revision_name, revision_words
 
 logger = logging.getLogger(__name__)
@@ -53,23 +54,21 @@ class WordsSeen(TrainerCallback, ExportableState):
         self.revisions_dir = Path(revisions_dir) if revisions_dir is not None else None
         self.total = total
         self.saved_marks = set(saved_marks)
-        self._pending: torch.Tensor | None = None
+        self._pending: int | None = None
 
     # ------------------------------------------------------------------ counting
 
-    def add(self, words: torch.Tensor) -> None:
-        """Add one micro-batch's per-chunk word counts (kept on the device: no sync per micro-batch)."""
-        batch = words.sum()
-        self._pending = batch if self._pending is None else self._pending + batch
+    def add(self, words: int) -> None:
+        """Add one micro-batch's word count (a host int, from :class:`babykd.data.collator.FixedChunkCollator`)."""
+        self._pending = (self._pending or 0) + int(words)
 
     def _close_step(self, args: TrainingArguments) -> None:
         if self._pending is None:
             return
-        step_words = self._pending.to(torch.int64)
-        if args.world_size > 1:
-            torch.distributed.all_reduce(step_words)  # each process saw its own part of the global batch
-        self.total += int(step_words.item())
-        self._pending = None
+        step_words, self._pending = self._pending, None
+        if args.world_size > 1:  # each process saw its own part of the global batch
+            (step_words,) = host_all_reduce([step_words])
+        self.total += step_words
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

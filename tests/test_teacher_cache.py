@@ -89,7 +89,8 @@ def test_cache_holds_the_live_teachers_top_k_and_is_reused(cached_config, tiny_t
     np.testing.assert_allclose(cache.log_probs[3].astype(np.float32), log_q.numpy(), atol=2e-3)
 
     item = CachedTargetsDataset(data.train_dataset, cache)[3]
-    assert item[IDS_KEY].dtype == torch.int64 and item[LOG_PROBS_KEY].shape == (32, 8)
+    assert item[IDS_KEY].dtype == torch.uint16 and item[LOG_PROBS_KEY].dtype == torch.float16  # widened on the device
+    assert item[LOG_PROBS_KEY].shape == (32, 8)
     again = prepare_teacher_cache(cfg, data.train_dataset, data.tokenizer, cache_dir, torch.device("cpu"))
     assert not again.built and again.directory == cache.directory
 

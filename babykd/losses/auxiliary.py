@@ -85,7 +85,8 @@ def auxiliary_classifier_loss(
     head_losses = []
     for layer in aux_heads.layers:
         head_logits = aux_heads(layer, scored.rows(student_hidden[layer]))
-        head_losses.append(safe_mean(soft_target_kl_sum(head_logits, teacher_log_probs, temperature), scored.count))
+        head_kl = soft_target_kl_sum(head_logits, teacher_log_probs, temperature, weights=scored.weights)
+        head_losses.append(safe_mean(head_kl, scored.count))
     losses = torch.stack(head_losses)
     inverse = 1.0 / losses.detach().clamp_min(eps)
     return (inverse / inverse.sum() * losses).sum()

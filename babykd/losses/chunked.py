@@ -12,8 +12,11 @@ the backward pass scales it by the incoming gradient.  The arithmetic per row
 is the same as the autograd form's (same fp32 upcast, same teacher combination,
 same clamping), so values and gradients agree to fp32 rounding.
 
-Rows are addressed by an optional index into a flattened ``[M, V]`` view, so
-the scored rows of a ``[B, T, V]`` tensor are never gathered into a copy.
+Every row of a flattened ``[M, V]`` view is visited in contiguous slices and
+weighted (0 for a position that is not scored), so the scored rows of a
+``[B, T, V]`` tensor are never gathered into a copy, and nothing in a step reads
+a device value on the host (a gather of the scored rows would: its size depends
+on the data).
 
 The per-chunk arithmetic is a chain of ~20 elementwise passes in eager mode;
 :func:`compile_chunk_kernels` fuses each chunk's work into a few kernels with
@@ -42,83 +45,94 @@ def default_chunk_rows(student: Tensor) -> int:
     return max(1, budget // max(1, student.size(-1)))
 
 
+Divisor = int | Tensor
+
+
 def chunked_soft_target_kl(
     student: Tensor,
     teachers: Sequence[Tensor],
-    rows: Tensor | None,
+    weights: Tensor | None,
     *,
     temperature: float,
     combine: str,
-    divisor: int,
+    divisor: Divisor,
     chunk_rows: int | None = None,
 ) -> Tensor:
-    """``T² · Σ_rows KL(p_teacher ‖ p_student) / divisor`` over the selected rows of ``[M, V]`` tensors.
+    """``T² · Σ_rows w_row · KL(p_teacher ‖ p_student) / divisor`` over the rows of ``[M, V]`` tensors.
 
     `student` and each of `teachers` are ``[M, V]`` (any float dtype; the
-    arithmetic is fp32); `rows` holds the row indices to sum over (None: all
-    M rows).  The teachers are combined per `combine` exactly as
+    arithmetic is fp32); `weights` ``[M]`` weighs each row (None: all 1; a row of
+    weight 0 gets no gradient).  `divisor` may be a 0-dim tensor (a count kept on
+    the device).  The teachers are combined per `combine` exactly as
     :func:`babykd.losses.teacher_targets.combined_teacher_log_probs` does and get no
     gradient.  Returns an fp32 scalar attached to `student`'s graph.
     """
-    _check_rows(student, teachers, rows)
+    _check_rows(student, teachers, weights)
     chunk = chunk_rows or default_chunk_rows(student)
     return _SoftTargetKL.apply(
-        student, rows, _needs_gradient(student), float(temperature), combine, max(int(divisor), 1), chunk, *teachers
+        student, weights, _needs_gradient(student), float(temperature), combine, _floored(divisor, student), chunk, *teachers
     )
 
 
 def chunked_cross_entropy(
-    student: Tensor, targets: Tensor, rows: Tensor | None, *, divisor: int, chunk_rows: int | None = None
+    student: Tensor, targets: Tensor, weights: Tensor | None, *, divisor: Divisor, chunk_rows: int | None = None
 ) -> Tensor:
-    """``Σ_rows -log softmax(student)[target] / divisor`` over the selected rows of `student` ``[M, V]``.
+    """``Σ_rows w_row · (−log softmax(student)[target]) / divisor`` over the rows of `student` ``[M, V]``.
 
-    `targets` ``[N]`` holds the class of each selected row (N = M when `rows`
-    is None).  Returns an fp32 scalar attached to `student`'s graph.
+    `targets` ``[M]`` holds the class of each row (any valid class where the
+    weight is 0).  Returns an fp32 scalar attached to `student`'s graph.
     """
-    _check_rows(student, (), rows)
-    count = student.size(0) if rows is None else rows.numel()
-    if targets.shape != (count,):
-        raise ValueError(f"expected {count} targets (one per selected row), got shape {tuple(targets.shape)}")
+    _check_rows(student, (), weights)
+    if targets.shape != (student.size(0),):
+        raise ValueError(f"expected {student.size(0)} targets (one per row), got shape {tuple(targets.shape)}")
     chunk = chunk_rows or default_chunk_rows(student)
-    return _CrossEntropy.apply(student, rows, _needs_gradient(student), targets, max(int(divisor), 1), chunk)
+    return _CrossEntropy.apply(student, weights, _needs_gradient(student), targets, _floored(divisor, student), chunk)
 
 
 # ----------------------------------------------------------------------------- per-chunk arithmetic
 
 
 def kl_chunk(
-    student_rows: Tensor, teacher_rows: list[Tensor], temperature: float, combine: str, scale: Tensor | None
+    student_rows: Tensor, teacher_rows: list[Tensor], temperature: float, combine: str, weights: Tensor | None,
+    scale: Tensor | None,
 ) -> tuple[Tensor, Tensor | None]:
-    """One chunk: ``Σ p·(log p − log q)`` and, when `scale` is given, ``scale·(q·Σp − p)`` in the student's dtype.
+    """One chunk: ``Σ w·p·(log p − log q)`` and, when `scale` is given, ``scale·(q·Σp − p)`` in the student's dtype.
 
-    q = softmax(s/T), p = the combined teachers.  The row gradient of
-    ``T²·KL / divisor`` is ``(T / divisor)·(q·Σp − p)`` (Σp = 1 up to rounding
-    and clamping; it is kept so the gradient is that of the value actually
-    computed).  `scale` is a 0-dim fp32 tensor, so a new divisor does not make
-    a compiled kernel recompile; it is applied in fp32, before the one rounding
-    to the student's dtype, as autograd would.
+    q = softmax(s/T), p = the combined teachers, w the rows' weights (None: 1).
+    The row gradient of ``T²·w·KL / divisor`` is ``(T·w / divisor)·(q·Σp − p)``
+    (Σp = 1 up to rounding and clamping; it is kept so the gradient is that of
+    the value actually computed).  `scale` is an fp32 tensor (0-dim, or ``[rows,
+    1]`` with the weights in it), so a new divisor does not make a compiled
+    kernel recompile; it is applied in fp32, before the one rounding to the
+    student's dtype, as autograd would.
     """
     teacher_log_probs = combined_teacher_log_probs(teacher_rows, temperature, combine)  # type: ignore[arg-type]
     # copy=True: for fp32 logits .float() would be a view, and div_ would scale the caller's tensor.
     log_q = torch.log_softmax(student_rows.to(torch.float32, copy=True).div_(temperature), dim=-1)
     p = teacher_log_probs.exp()
     # The pointwise form of F.kl_div(log_target=True); reuses the teacher buffer.
-    total = teacher_log_probs.sub_(log_q).mul_(p).sum()
+    total = _weighted_sum(teacher_log_probs.sub_(log_q).mul_(p).sum(dim=-1), weights)
     if scale is None:
         return total, None
     grad = log_q.exp_().mul_(p.sum(dim=-1, keepdim=True)).sub_(p).mul_(scale)
     return total, grad.to(student_rows.dtype)
 
 
-def ce_chunk(student_rows: Tensor, targets: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """One chunk: ``Σ −log softmax(s)[target]`` and, when `scale` is given, ``scale·(softmax(s) − onehot(target))``."""
+def ce_chunk(
+    student_rows: Tensor, targets: Tensor, weights: Tensor | None, scale: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """One chunk: ``Σ w·(−log softmax(s)[target])`` and, when `scale` is given, ``scale·(softmax(s) − onehot(target))``."""
     log_probs = torch.log_softmax(student_rows.float(), dim=-1)
     targets = targets.unsqueeze(1)
-    total = -log_probs.gather(1, targets).sum()
+    total = -_weighted_sum(log_probs.gather(1, targets).squeeze(1), weights)
     if scale is None:
         return total, None
     grad = log_probs.exp_().scatter_add_(1, targets, torch.full(targets.shape, -1.0, device=targets.device))
     return total, grad.mul_(scale).to(student_rows.dtype)
+
+
+def _weighted_sum(per_row: Tensor, weights: Tensor | None) -> Tensor:
+    return per_row.sum() if weights is None else per_row.mul(weights).sum()
 
 
 @dataclass(frozen=True)
@@ -154,16 +168,19 @@ class _SoftTargetKL(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, student: Tensor, rows: Tensor | None, need_grad: bool, temperature: float, combine: str,
-        divisor: int, chunk_rows: int, *teachers: Tensor,
+        ctx: Any, student: Tensor, weights: Tensor | None, need_grad: bool, temperature: float, combine: str,
+        divisor: Tensor, chunk_rows: int, *teachers: Tensor,
     ) -> Tensor:
-        grad = _gradient_buffer(student, rows, need_grad)
-        scale = _scale(temperature / divisor, student, need_grad)
+        grad = torch.empty_like(student) if need_grad else None
+        scale = temperature / divisor if need_grad else None
         total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for _, select in _chunks(student.size(0), rows, chunk_rows):
-            value, chunk_grad = _kernels.kl(select(student), [select(t) for t in teachers], temperature, combine, scale)
+        for part in _chunks(student.size(0), chunk_rows):
+            w = None if weights is None else weights[part]
+            value, chunk_grad = _kernels.kl(
+                student[part], [t[part] for t in teachers], temperature, combine, w, _row_scale(scale, w)
+            )
             total += value
-            _store(grad, select, chunk_grad)
+            _store(grad, part, chunk_grad)
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
 
@@ -178,15 +195,17 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, student: Tensor, rows: Tensor | None, need_grad: bool, targets: Tensor, divisor: int, chunk_rows: int
+        ctx: Any, student: Tensor, weights: Tensor | None, need_grad: bool, targets: Tensor, divisor: Tensor,
+        chunk_rows: int,
     ) -> Tensor:
-        grad = _gradient_buffer(student, rows, need_grad)
-        scale = _scale(1.0 / divisor, student, need_grad)
+        grad = torch.empty_like(student) if need_grad else None
+        scale = 1.0 / divisor if need_grad else None
         total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for start, select in _chunks(student.size(0), rows, chunk_rows):
-            value, chunk_grad = _kernels.ce(select(student), targets[start : start + chunk_rows], scale)
+        for part in _chunks(student.size(0), chunk_rows):
+            w = None if weights is None else weights[part]
+            value, chunk_grad = _kernels.ce(student[part], targets[part], w, _row_scale(scale, w))
             total += value
-            _store(grad, select, chunk_grad)
+            _store(grad, part, chunk_grad)
         ctx.save_for_backward(grad)
         return total / divisor
 
@@ -209,30 +228,27 @@ def _scaled_gradient(ctx: Any, grad_output: Tensor) -> Tensor | None:
     return None if grad is None else grad.mul_(grad_output)
 
 
-class _RowSelector:
-    """One chunk's rows: a slice of the ``[M, V]`` tensors, or an index into them."""
-
-    def __init__(self, index: slice | Tensor) -> None:
-        self.index = index
-
-    def __call__(self, tensor: Tensor) -> Tensor:
-        if isinstance(self.index, slice):
-            return tensor[self.index]
-        return tensor.index_select(0, self.index)
+def _chunks(n_rows: int, chunk_rows: int) -> list[slice]:
+    """The contiguous row slices of the chunks."""
+    return [slice(start, start + chunk_rows) for start in range(0, n_rows, chunk_rows)]
 
 
-def _chunks(n_rows: int, rows: Tensor | None, chunk_rows: int) -> list[tuple[int, _RowSelector]]:
-    """(offset among the selected rows, selector) of each chunk."""
-    total = n_rows if rows is None else rows.numel()
-    return [
-        (start, _RowSelector(slice(start, start + chunk_rows) if rows is None else rows[start : start + chunk_rows]))
-        for start in range(0, total, chunk_rows)
-    ]
+def _floored(divisor: Divisor, student: Tensor) -> Tensor:
+    """The divisor as a 0-dim fp32 tensor on `student`'s device, at least 1 (0 scored rows give 0, not NaN).
+
+    A tensor so that a count kept on the device is never read on the host; an int
+    becomes a fill kernel there, not a host-to-device copy.
+    """
+    if isinstance(divisor, Tensor):
+        return divisor.detach().float().clamp_min(1.0)
+    return torch.full((), float(max(int(divisor), 1)), device=student.device)
 
 
-def _scale(value: float, student: Tensor, need_grad: bool) -> Tensor | None:
-    """The gradient's constant factor as a 0-dim fp32 tensor (a fill kernel, no host-device copy)."""
-    return torch.full((), value, dtype=torch.float32, device=student.device) if need_grad else None
+def _row_scale(scale: Tensor | None, weights: Tensor | None) -> Tensor | None:
+    """The gradient's factor for one chunk: 0-dim, or ``[rows, 1]`` with each row's weight in it."""
+    if scale is None or weights is None:
+        return scale
+    return scale * weights.unsqueeze(1)
 
 
 def _needs_gradient(student: Tensor) -> bool:
@@ -240,25 +256,12 @@ def _needs_gradient(student: Tensor) -> bool:
     return torch.is_grad_enabled() and student.requires_grad
 
 
-def _gradient_buffer(student: Tensor, rows: Tensor | None, needed: bool) -> Tensor | None:
-    """Where the chunks write ``dL/dstudent``; rows that are not selected keep a zero gradient."""
-    if not needed:
-        return None
-    if rows is None:
-        return torch.empty_like(student)
-    return torch.zeros_like(student)
+def _store(grad: Tensor | None, part: slice, values: Tensor | None) -> None:
+    if grad is not None and values is not None:
+        grad[part] = values
 
 
-def _store(grad: Tensor | None, select: _RowSelector, values: Tensor | None) -> None:
-    if grad is None or values is None:
-        return
-    if isinstance(select.index, slice):
-        grad[select.index] = values
-    else:
-        grad.index_copy_(0, select.index, values)
-
-
-def _check_rows(student: Tensor, teachers: Sequence[Tensor], rows: Tensor | None) -> None:
+def _check_rows(student: Tensor, teachers: Sequence[Tensor], weights: Tensor | None) -> None:
     if student.dim() != 2:
         raise ValueError(f"expected student rows of shape [rows, vocab], got {tuple(student.shape)}")
     for index, teacher in enumerate(teachers):
@@ -266,5 +269,7 @@ def _check_rows(student: Tensor, teachers: Sequence[Tensor], rows: Tensor | None
             raise ValueError(
                 f"teacher {index} rows have shape {tuple(teacher.shape)}, the student's {tuple(student.shape)}"
             )
-    if rows is not None and (rows.dim() != 1 or rows.dtype != torch.long):
-        raise ValueError(f"rows must be a 1-D int64 index tensor, got {rows.dtype} of shape {tuple(rows.shape)}")
+    if weights is not None and (weights.shape != (student.size(0),) or not weights.is_floating_point()):
+        raise ValueError(
+            f"weights must be one float per row ({student.size(0)}), got {weights.dtype} of shape {tuple(weights.shape)}"
+        )

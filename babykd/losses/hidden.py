@@ -121,6 +121,7 @@ def hidden_state_loss(
     here; the student states and the projections keep their graph.
     """
     projections.check_teacher_count(len(teacher_hidden))
+    weights = None if attention_mask is None else _position_weights(attention_mask, student_hidden[0])
     per_teacher = []
     for k, teacher_states in enumerate(teacher_hidden):
         projections.check_depths(k, len(teacher_states), len(student_hidden))
@@ -130,10 +131,10 @@ def hidden_state_loss(
                 k,
                 teacher_layer,
                 student_layer,
-                position_rows(student_hidden[student_layer], attention_mask),
-                position_rows(teacher_states[teacher_layer].detach(), attention_mask),
+                position_rows(student_hidden[student_layer], None),
+                position_rows(teacher_states[teacher_layer].detach(), None),
             )
-            pair_losses.append(_mean_squared_error(student_rows, teacher_rows))
+            pair_losses.append(_mean_squared_error(student_rows, teacher_rows, weights))
         per_teacher.append(torch.stack(pair_losses).mean())
     return torch.stack(per_teacher).mean()
 
@@ -187,9 +188,26 @@ def contrastive_loss(
     return torch.stack(per_teacher).mean()
 
 
-def _mean_squared_error(a: Tensor, b: Tensor) -> Tensor:
-    """Mean of ``(a - b)²`` in fp32; 0 when there are no rows."""
-    return safe_mean((a.float() - b.float()).pow(2).sum(), a.numel())
+def _position_weights(attention_mask: Tensor, states: Tensor) -> Tensor:
+    """The mask as one fp32 weight per row of the flattened ``[B·T, width]`` states.
+
+    All rows are projected and weighted instead of gathering the masked ones: a
+    gather's size depends on the data, and reading it is a host-device sync per pair.
+    """
+    if tuple(attention_mask.shape) != tuple(states.shape[:2]):
+        raise ValueError(
+            f"position mask of shape {tuple(attention_mask.shape)} does not match hidden states of shape "
+            f"{tuple(states.shape)}"
+        )
+    return attention_mask.reshape(-1).float()
+
+
+def _mean_squared_error(a: Tensor, b: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean of ``(a - b)²`` in fp32 over the rows of weight 1 (all when None) and the width; 0 without rows."""
+    squared = (a.float() - b.float()).pow(2)
+    if weights is None:
+        return safe_mean(squared.sum(), a.numel())
+    return safe_mean(squared.sum(dim=-1).mul(weights).sum(), weights.sum() * a.size(-1))
 
 
 def _subsample(n_rows: int, max_positions: int, generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from babykd.losses.chunked import chunked_cross_entropy, chunked_soft_target_kl
-from babykd.losses.positions import ScoredPositions, scored_positions
+from babykd.losses.positions import scored_positions
 from babykd.losses.teacher_targets import (
     COMBINE_MODES,
     Combine,
@@ -45,19 +45,23 @@ def cross_entropy_loss(student_logits: Tensor, labels: Tensor) -> Tensor:
     """Hard-target next-token cross-entropy, mean over the scored positions (HF ``loss``)."""
     scored = scored_positions(labels)
     _check_positions(student_logits, labels)
-    return chunked_cross_entropy(
-        _flat(student_logits), scored.targets, _row_index(scored), divisor=scored.count
-    )
+    return chunked_cross_entropy(_flat(student_logits), scored.targets, scored.weights, divisor=scored.count)
 
 
-def soft_target_kl_sum(student_rows: Tensor, teacher_log_probs: Tensor, temperature: float) -> Tensor:
-    """``T² · Σ_rows KL(p_teacher ‖ p_student)`` at temperature T, summed (not averaged) over rows.
+def soft_target_kl_sum(
+    student_rows: Tensor, teacher_log_probs: Tensor, temperature: float, *, weights: Tensor | None = None
+) -> Tensor:
+    """``T² · Σ_rows w_row · KL(p_teacher ‖ p_student)`` at temperature T, summed (not averaged) over rows.
 
     The T² factor keeps the gradient scale of the soft term independent of T
-    (Hinton et al. 2015), as in the published recipes.
+    (Hinton et al. 2015), as in the published recipes. `weights` ``[rows]``
+    (None: all 1) leaves out unscored rows without gathering the others.
     """
     student_log_probs = torch.log_softmax(student_rows.float() / temperature, dim=-1)
-    kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="sum", log_target=True)
+    if weights is None:
+        kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="sum", log_target=True)
+    else:
+        kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1).mul(weights).sum()
     return kl * temperature**2
 
 
@@ -103,14 +107,15 @@ def kl_distillation_loss(
     check_choice("combine", combine, COMBINE_MODES)
     check_temperature(temperature)
     _check_teacher_shapes(student_logits, teacher_logits)
+    weights: Tensor | None
     if normalization == "reference":
-        rows, count = None, student_logits.size(0)
+        weights, count = None, student_logits.size(0)
     else:
         scored = scored_positions(labels)
         _check_positions(student_logits, labels)
-        rows, count = _row_index(scored), scored.count
+        weights, count = scored.weights, scored.count
     return chunked_soft_target_kl(
-        _flat(student_logits), [_flat(t) for t in teacher_logits], rows,
+        _flat(student_logits), [_flat(t) for t in teacher_logits], weights,
         temperature=temperature, combine=combine, divisor=count,
     )
 
@@ -118,12 +123,6 @@ def kl_distillation_loss(
 def _flat(logits: Tensor) -> Tensor:
     """``[B, T, V]`` as ``[B·T, V]`` rows (a view for the contiguous logits a model returns)."""
     return logits.reshape(-1, logits.size(-1))
-
-
-def _row_index(scored: ScoredPositions) -> Tensor:
-    """Indices of the scored positions among the ``B·T`` flattened rows, in the order of ``scored.targets``."""
-    mask = torch.cat([scored.mask, scored.mask.new_zeros(scored.mask.size(0), 1)], dim=1)
-    return mask.reshape(-1).nonzero().squeeze(1)
 
 
 def _check_positions(logits: Tensor, labels: Tensor) -> None:

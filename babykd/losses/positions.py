@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch.nn.functional as F
 from torch import Tensor
 
 #: Label value that marks a position without a target (HF convention).
@@ -24,45 +25,52 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class ScoredPositions:
-    """The scored next-token positions of a batch.
+    """The scored next-token positions of a batch, as weights over all of its ``B·T`` positions.
 
-    `mask` is ``[B, T-1]``: entry (b, t) is True when logits position t has the
-    target ``labels[b, t+1]``; `targets` holds those targets, ``[N]``, in the
-    row-major order in which :meth:`rows` returns the matching logits rows.
+    Entry ``b·T + t`` of `weights` (fp32, ``[B·T]``) is 1 when logits position t
+    of row b has a target ``labels[b, t+1]`` that is not ``IGNORE_INDEX``, else 0
+    (the last position of every row has none); `targets` ``[B·T]`` holds those
+    targets (0 where the weight is 0) and `count`, a 0-dim fp32 tensor, their
+    number floored at 1 (a term with nothing scored is then 0, not NaN).
+
+    Why weights and no boolean gather of the scored rows: a gather's size depends
+    on the data, so taking it reads the mask on the host, which on a GPU stalls the
+    host until the device has caught up, in every step. Scoring all rows with
+    weights costs one row in T more (the last, weight 0) and reads nothing.
     """
 
-    mask: Tensor
+    weights: Tensor
     targets: Tensor
-
-    @property
-    def count(self) -> int:
-        """N, the number of scored positions."""
-        return int(self.targets.numel())
+    count: Tensor
 
     def rows(self, per_position: Tensor) -> Tensor:
-        """The scored rows ``[N, ...]`` of an unshifted ``[B, T, ...]`` tensor."""
-        expected = (self.mask.size(0), self.mask.size(1) + 1)
-        if tuple(per_position.shape[:2]) != expected:
+        """The ``[B·T, ...]`` rows of an unshifted ``[B, T, ...]`` tensor, matching `weights` (a view if contiguous)."""
+        if per_position.dim() < 2 or per_position.size(0) * per_position.size(1) != self.weights.numel():
             raise ValueError(
-                f"tensor of shape {tuple(per_position.shape)} does not match labels of shape "
-                f"{expected}: batch and sequence dimensions must agree"
+                f"tensor of shape {tuple(per_position.shape)} does not match labels of "
+                f"{self.weights.numel()} positions: batch and sequence dimensions must agree"
             )
-        return per_position[:, :-1][self.mask]
+        return per_position.reshape(-1, *per_position.shape[2:])
 
 
 def scored_positions(labels: Tensor) -> ScoredPositions:
-    """Shift `labels` ``[B, T]`` for next-token prediction and mask the ignored targets."""
+    """Shift `labels` ``[B, T]`` for next-token prediction and weight out the ignored targets."""
     if labels.dim() != 2:
         raise ValueError(f"labels must be [batch, seq], got shape {tuple(labels.shape)}")
     if labels.size(1) < 2:
         raise ValueError(f"labels need at least 2 positions to score a next token, got {labels.size(1)}")
-    shifted = labels[:, 1:]
-    mask = shifted != IGNORE_INDEX
-    return ScoredPositions(mask=mask, targets=shifted[mask])
+    shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+    scored = shifted != IGNORE_INDEX
+    weights = scored.float()
+    return ScoredPositions(weights=weights, targets=shifted.masked_fill(~scored, 0), count=weights.sum().clamp_min(1))
 
 
 def position_rows(per_position: Tensor, mask: Tensor | None) -> Tensor:
-    """Rows ``[N, D]`` of a ``[B, T, D]`` tensor where `mask` ``[B, T]`` is non-zero (all when None)."""
+    """Rows ``[N, D]`` of a ``[B, T, D]`` tensor where `mask` ``[B, T]`` is non-zero (all when None).
+
+    With a mask this is a boolean gather, a host-device sync: only batches that carry a
+    mask (padding) pay it; the training batches of fixed chunks carry none.
+    """
     if per_position.dim() != 3:
         raise ValueError(f"expected a [batch, seq, width] tensor, got shape {tuple(per_position.shape)}")
     if mask is None:
@@ -75,6 +83,6 @@ def position_rows(per_position: Tensor, mask: Tensor | None) -> Tensor:
     return per_position[mask.bool()]
 
 
-def safe_mean(total: Tensor, count: int) -> Tensor:
-    """`total / count`, or 0 (still attached to the graph) when nothing was scored."""
-    return total / max(count, 1)
+def safe_mean(total: Tensor, count: int | Tensor) -> Tensor:
+    """`total / count`, or 0 (still attached to the graph) when nothing was scored (a tensor count: no sync)."""
+    return total / (count.clamp_min(1) if isinstance(count, Tensor) else max(count, 1))

@@ -44,20 +44,20 @@ def top_k_targets(teacher_log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return ids, values
 
 
-def _rows_kl(student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: float) -> Tensor:
-    """The coarsened KL summed over one chunk of rows (see the module docstring)."""
+def _rows_kl(student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: float, weights: Tensor | None) -> Tensor:
+    """The coarsened KL of each row of one chunk, weighted by `weights` (None: 1), summed (see the module docstring)."""
     scaled = student_rows.float() / temperature
     normaliser = scaled.logsumexp(dim=-1, keepdim=True)
     log_p = scaled.gather(-1, ids) - normaliser
     q = log_q.exp()
-    kl = (q * (log_q - log_p)).sum()
-    if ids.size(-1) == scaled.size(-1):  # the whole vocabulary: no rest outcome
-        return kl
-    q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
-    outside = scaled.scatter(-1, ids, torch.finfo(torch.float32).min)
-    log_p_rest = (outside.logsumexp(dim=-1) - normaliser.squeeze(-1)).clamp(min=MIN_LOG_REST)
-    log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
-    return kl + torch.where(q_rest > 0, q_rest * (log_q_rest - log_p_rest), 0.0).sum()
+    kl = (q * (log_q - log_p)).sum(dim=-1)
+    if ids.size(-1) < scaled.size(-1):  # less than the whole vocabulary: the rest outcome
+        q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
+        outside = scaled.scatter(-1, ids, torch.finfo(torch.float32).min)
+        log_p_rest = (outside.logsumexp(dim=-1) - normaliser.squeeze(-1)).clamp(min=MIN_LOG_REST)
+        log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
+        kl = kl + torch.where(q_rest > 0, q_rest * (log_q_rest - log_p_rest), 0.0)
+    return kl.sum() if weights is None else kl.mul(weights).sum()
 
 
 def sparse_kl_distillation_loss(
@@ -83,21 +83,23 @@ def sparse_kl_distillation_loss(
             f"cached targets {tuple(teacher_ids.shape)} / {tuple(teacher_log_probs.shape)} do not match "
             f"student logits {tuple(student_logits.shape)}: expected [batch, seq, k] for [batch, seq, vocab]"
         )
+    rows = student_logits.reshape(-1, student_logits.size(-1))
+    # Widened here, on the device: the cache travels as uint16/int32 ids and float16 log-probs.
+    ids, log_q = teacher_ids.reshape(rows.size(0), -1).long(), teacher_log_probs.reshape(rows.size(0), -1).float()
+    weights: Tensor | None
     if normalization == "reference":
-        rows = student_logits.reshape(-1, student_logits.size(-1))
-        ids, log_q = teacher_ids.reshape(rows.size(0), -1), teacher_log_probs.reshape(rows.size(0), -1)
-        divisor = student_logits.size(0)
+        weights, divisor = None, student_logits.size(0)
     else:
         scored = scored_positions(labels)
-        rows, ids, log_q = (scored.rows(t) for t in (student_logits, teacher_ids, teacher_log_probs))
-        divisor = max(scored.count, 1)
-    ids, log_q = ids.long(), log_q.float()
+        weights, divisor = scored.weights, scored.count
     step = chunk_rows or default_chunk_rows(rows)
     total = rows.new_zeros((), dtype=torch.float32)
     for start in range(0, rows.size(0), step):
         part = slice(start, start + step)
+        w = None if weights is None else weights[part]
         if torch.is_grad_enabled() and rows.requires_grad:
-            total = total + checkpoint(_rows_kl, rows[part], ids[part], log_q[part], temperature, use_reentrant=False)
+            total = total + checkpoint(_rows_kl, rows[part], ids[part], log_q[part], temperature, w,
+                                       use_reentrant=False)
         else:
-            total = total + _rows_kl(rows[part], ids[part], log_q[part], temperature)
+            total = total + _rows_kl(rows[part], ids[part], log_q[part], temperature, w)
     return total * temperature**2 / divisor
