@@ -13,19 +13,25 @@
 The command line is `python -m babykd.evaluate MODEL_DIR`.
 """
 
-from babykd.evaluation.callback import EvaluationCallback
-from babykd.evaluation.scorer import evaluate_model, score_items
-from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Item, Task, TaskDataError, load_task, load_tasks
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_TASKS",
-    "EvaluationCallback",
-    "TASK_FOLDERS",
-    "Item",
-    "Task",
-    "TaskDataError",
-    "evaluate_model",
-    "load_task",
-    "load_tasks",
-    "score_items",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it. Imported on first use (PEP 562), so that
+#: `python -m babykd.evaluate` and every submodule import pay only for what they use
+#: (the Trainer callback pulls in transformers' training stack).
+_EXPORTS = {
+    "EvaluationCallback": "callback",
+    "evaluate_model": "scorer",
+    "score_items": "scorer",
+    **dict.fromkeys(("DEFAULT_TASKS", "TASK_FOLDERS", "Item", "Task", "TaskDataError", "load_task", "load_tasks"), "tasks"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
