@@ -191,6 +191,35 @@ babykd_evaluate_runs() {
     done
 }
 
+# ----------------------------------------------------------------------------- submitting chains
+# For the submit_*.sh scripts: the job log folder (BABYKD_LOGS, default $BABYKD_MODELS/logs), the
+# site's sbatch options (BABYKD_SBATCH_ARGS) and DRY_RUN (1: print the sbatch lines instead).
+babykd_submit_setup() {
+    _BABYKD_DRY_RUN=$1
+    _BABYKD_LOGS=$(realpath -m "${BABYKD_LOGS:-$BABYKD_MODELS/logs}")
+    read -r -a _BABYKD_SITE_ARGS <<<"${BABYKD_SBATCH_ARGS:-}"
+    ((_BABYKD_DRY_RUN)) || mkdir -p "$_BABYKD_LOGS"
+}
+# babykd_submit STAGE DEPENDENCY_IDS ARRAY SCRIPT ARGS...: sbatch one job of scripts/ and print its
+# id (":"-joined DEPENDENCY_IDS become afterok; ARRAY "" for a plain job; dry run: "<STAGE>").
+babykd_submit() {
+    local stage=$1 after=$2 array=$3 script=$4
+    shift 4
+    local cmd=(sbatch --parsable "--job-name=babykd-$stage" "${_BABYKD_SITE_ARGS[@]}")
+    if [[ -n $array ]]; then
+        cmd+=("--array=$array" "--output=$_BABYKD_LOGS/%x-%A_%a.out")
+    else
+        cmd+=("--output=$_BABYKD_LOGS/%x-%j.out")
+    fi
+    [[ -z $after ]] || cmd+=("--dependency=afterok:$after")
+    cmd+=("$BABYKD_REPO/scripts/$script" "$@")
+    if ((_BABYKD_DRY_RUN)); then
+        printf '%q ' "${cmd[@]}" >&2 && echo >&2
+        echo "<$stage>"
+    else
+        "${cmd[@]}" | cut -d';' -f1
+    fi
+}
 # ----------------------------------------------------------------------------- launching
 
 # Run `python ARGS...` (a script path or `-m module`, then its arguments) as the job's training:

@@ -39,30 +39,7 @@ for var in BABYKD_CORPUS BABYKD_EVAL_DATA; do
     path=$(realpath -e "${!var}") || babykd_die "$var=${!var} does not exist"
     export "$var=$path"
 done
-logs=$(realpath -m "${BABYKD_LOGS:-$BABYKD_MODELS/logs}")
-read -r -a site_args <<<"${BABYKD_SBATCH_ARGS:-}"
-((dry_run)) || mkdir -p "$logs"
-
-# submit STAGE DEPENDENCY_IDS ARRAY SCRIPT ARGS...: sbatch one job and print its id (":"-joined
-# DEPENDENCY_IDS become afterok; ARRAY "" for a plain job).
-submit() {
-    local stage=$1 after=$2 array=$3 script=$4
-    shift 4
-    local cmd=(sbatch --parsable "--job-name=babykd-$stage" "${site_args[@]}")
-    if [[ -n $array ]]; then
-        cmd+=("--array=$array" "--output=$logs/%x-%A_%a.out")
-    else
-        cmd+=("--output=$logs/%x-%j.out")
-    fi
-    [[ -z $after ]] || cmd+=("--dependency=afterok:$after")
-    cmd+=("$BABYKD_REPO/scripts/$script" "$@")
-    if ((dry_run)); then
-        printf '%q ' "${cmd[@]}" >&2 && echo >&2
-        echo "<$stage>"
-    else
-        "${cmd[@]}" | cut -d';' -f1
-    fi
-}
+babykd_submit_setup "$dry_run"
 
 pretrain=()
 for config in "$BABYKD_REPO"/config/runs/pretrain/*.yaml; do pretrain+=("$(basename "$config" .yaml)"); done
@@ -70,20 +47,20 @@ students=(BabyLlama1-58M-strict:distill-BabyLlama1-58M-strict.sh
           DistilledGPT-44M-strict:distill-DistilledGPT-44M-strict.sh
           PalenkaLlama1-58M-strict-L0.1-H0.5:dkds_noaux-PalenkaLlama1-58M-strict.sh)
 
-data=$(submit data "" "" train_baselines.slurm --prepare-data "${sets[@]}")
-teachers=$(submit pretrain "$data" "0-$((${#pretrain[@]} - 1))" train_baselines.slurm "${pretrain[@]}" "${sets[@]}")
+data=$(babykd_submit data "" "" train_baselines.slurm --prepare-data "${sets[@]}")
+teachers=$(babykd_submit pretrain "$data" "0-$((${#pretrain[@]} - 1))" train_baselines.slurm "${pretrain[@]}" "${sets[@]}")
 trained=$teachers
 runs=("${pretrain[@]}")
 for student in "${students[@]}"; do
-    trained+=:$(submit "${student%%:*}" "$teachers" "" "${student#*:}" "${sets[@]}")
+    trained+=:$(babykd_submit "${student%%:*}" "$teachers" "" "${student#*:}" "${sets[@]}")
     runs+=("${student%%:*}")
 done
-evaluation=$(submit eval "$trained" "0-$((${#runs[@]} - 1))" eval-all_baselines.slurm "${runs[@]}")
+evaluation=$(babykd_submit eval "$trained" "0-$((${#runs[@]} - 1))" eval-all_baselines.slurm "${runs[@]}")
 summary="data $data -> pretrain $teachers -> students ${trained#*:} -> eval $evaluation"
 if ((grid)); then
     grid_file=$BABYKD_REPO/config/grid/palenka-L-H.yaml
     size=$("$BABYKD_PYTHON" -m babykd.grid list "$grid_file" | wc -l)
-    points=$(submit grid "$teachers" "0-$((size - 1))" grid.slurm "$grid_file" "${sets[@]}")
-    summary+="; grid $points -> finalist $(submit finalist "$points" "" train_gridsearch_finalist.slurm "${sets[@]}")"
+    points=$(babykd_submit grid "$teachers" "0-$((size - 1))" grid.slurm "$grid_file" "${sets[@]}")
+    summary+="; grid $points -> finalist $(babykd_submit finalist "$points" "" train_gridsearch_finalist.slurm "${sets[@]}")"
 fi
-babykd_log "submitted: $summary (runs in $BABYKD_MODELS, logs in $logs)"
+babykd_log "submitted: $summary (runs in $BABYKD_MODELS, logs in $_BABYKD_LOGS)"

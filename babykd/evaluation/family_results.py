@@ -8,8 +8,10 @@ with the zero-shot ones of the same weights and show up in the same tables.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -34,6 +36,20 @@ def model_label(model_dir: Path) -> str:
     return str(Path(model_dir).resolve())
 
 
+@contextlib.contextmanager
+def results_lock(eval_dir: Path) -> Iterator[None]:
+    """Hold ``eval_dir/.results.lock`` while reading and rewriting a file there.
+
+    Why: the jobs of one run's submission chain (AoA, a GLUE array) finish at
+    any time and each merges its entries into the same results and predictions
+    files; unlocked, two read-merge-writes at once would lose one of them.
+    """
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    with (eval_dir / ".results.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def save_family_results(
     model_dir: Path, output: Path | None, tasks: dict[str, dict[str, Any]], wall_time_s: float, device: torch.device
 ) -> dict[str, Any]:
@@ -44,7 +60,9 @@ def save_family_results(
         "tasks": tasks,
         **provenance(torch_device=str(device)),
     }
-    return write_results(output or Path(model_dir) / "eval" / "results.json", record)
+    path = output or Path(model_dir) / "eval" / "results.json"
+    with results_lock(path.parent):
+        return write_results(path, record)
 
 
 def refresh_submission(model_dir: Path) -> None:

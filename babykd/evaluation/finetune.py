@@ -61,7 +61,9 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from babykd.evaluation import submission
-from babykd.evaluation.family_results import learned_position_limit, model_label, refresh_submission, save_family_results
+from babykd.evaluation.family_results import (
+    learned_position_limit, model_label, refresh_submission, results_lock, save_family_results,
+)
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
 from babykd.evaluation.report import weights_fingerprint
@@ -322,9 +324,10 @@ def write_glue_predictions(eval_dir: Path, task: str, predictions: np.ndarray) -
     Tasks fine-tuned earlier stay; keys are sorted, the order the official collate step merges them in.
     """
     path = submission.predictions_path(eval_dir, None, "glue")
-    glue = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    glue[task] = {"predictions": [{"id": f"{task}_{i}", "pred": int(p)} for i, p in enumerate(predictions)]}
-    return submission.write_predictions(eval_dir, None, "glue", dict(sorted(glue.items())))
+    with results_lock(eval_dir):  # the tasks of a GLUE array merge into this one file
+        glue = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        glue[task] = {"predictions": [{"id": f"{task}_{i}", "pred": int(p)} for i, p in enumerate(predictions)]}
+        return submission.write_predictions(eval_dir, None, "glue", dict(sorted(glue.items())))
 
 
 def glue_aggregate(tasks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

@@ -67,10 +67,10 @@ def _check_counts(where: str, rows_by_subtask: dict[str, list], expected: dict[s
         wanted = {name: expected for name in rows_by_subtask}
     else:
         got = {name.lower() for name in rows_by_subtask}
-        for name in sorted(set(expected) - got):
-            problems.append(f"{where}: subtask {name} missing")
-        for name in sorted(got - set(expected)):
-            problems.append(f"{where}: unknown subtask {name}")
+        for kind, names in (("missing", sorted(set(expected) - got)), ("unknown", sorted(got - set(expected)))):
+            if names:
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                problems.append(f"{where}: {len(names)} {kind} subtask(s) of {len(expected)}: {shown}")
         wanted = {name: expected[name.lower()] for name in rows_by_subtask if name.lower() in expected}
     for name, count in wanted.items():
         if len(rows_by_subtask[name]) != count:

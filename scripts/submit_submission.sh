@@ -1,0 +1,58 @@
+#!/bin/bash
+# Submit the BabyLM 2025/2026 submission of finished runs to SLURM as one chain per run, with
+# eval-submission.slurm (`python -m babykd.submission RUN --stage STAGE`):
+#
+#   fast     an array over the run's revisions/chck_* (the fast suite of each)
+#   full     the final model's full zero-shot suite
+#   aoa      age of acquisition over the revisions, after the fast array and the full suite
+#   glue     an array over the GLUE tasks whose data is here (GPU), after the full suite
+#   collate  collate and validate the submission file, --dependency=afterok on all of the above
+# The full suite goes first because babykd.evaluate merges into <run>/eval/results.json unlocked; the
+# AoA and GLUE jobs after it take <run>/eval/.results.lock for their merges.
+#
+# Usage: scripts/submit_submission.sh [--dry-run] RUN... [ARGS]
+#   RUN      run names in $BABYKD_MODELS or run directories
+#   ARGS     options for every stage of babykd.submission (--dtype bf16, --epochs 1, --max-train-examples 64, ...)
+#   --dry-run  print the sbatch commands instead of submitting (job ids shown as <stage>)
+# Environment: as submit_reproduction.sh (BABYKD_MODELS, BABYKD_EVAL_DATA, BABYKD_EVAL_DATA_2025,
+# BABYKD_SBATCH_ARGS, BABYKD_LOGS, SBATCH_*). Every unit done already is skipped, so running this
+# again after a failure only redoes what is missing.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+dry_run=0
+[[ ${1:-} != --dry-run ]] || { dry_run=1; shift; }
+babykd_split_items "$@"
+((${#BABYKD_ITEMS[@]})) || babykd_die "usage: submit_submission.sh [--dry-run] RUN... [ARGS]"
+# Jobs inherit the environment: absolute data paths, checked now rather than in a job hours later.
+for var in BABYKD_EVAL_DATA BABYKD_EVAL_DATA_2025; do
+    [[ -n ${!var:-} ]] || continue
+    path=$(realpath -e "${!var}") || babykd_die "$var=${!var} does not exist"
+    export "$var=$path"
+done
+babykd_submit_setup "$dry_run"
+
+# array_of STAGE RUN: "0-(N-1)" for the N units of STAGE, "" when it has none.
+array_of() {
+    local n
+    n=$("$BABYKD_PYTHON" -m babykd.submission "$2" --list "$1" "${BABYKD_OPTIONS[@]}" | grep -c .) || true
+    ((n == 0)) || echo "0-$((n - 1))"
+}
+
+# stage STAGE DEPENDENCY_IDS ARRAY: submit one stage of $run.
+stage() { babykd_submit "$1-$(basename "$run")" "$2" "$3" eval-submission.slurm "$run" --stage "$1" "${BABYKD_OPTIONS[@]}"; }
+
+for name in "${BABYKD_ITEMS[@]}"; do
+    run=$name
+    [[ -d $run ]] || run=$BABYKD_MODELS/$name
+    [[ -f $run/config.json ]] || babykd_die "no trained model at $run (train '$name' first)"
+    run=$(realpath "$run")
+    revisions=$(array_of fast "$run")
+    fast=$([[ -z $revisions ]] || stage fast "" "$revisions")
+    full=$(stage full "" "")
+    aoa=$(stage aoa "$full${fast:+:$fast}" "")
+    glue_tasks=$(array_of glue "$run")
+    glue=$([[ -z $glue_tasks ]] || stage glue "$full" "$glue_tasks")
+    after=$full:$aoa${fast:+:$fast}${glue:+:$glue}
+    collate=$(stage collate "$after" "")
+    babykd_log "submitted $run: fast ${fast:-none} (${revisions:-no revisions}); full $full -> aoa $aoa, glue ${glue:-none} (${glue_tasks:-no tasks}); collate $collate after all (logs in $_BABYKD_LOGS)"
+done

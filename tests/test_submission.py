@@ -1,0 +1,172 @@
+"""`python -m babykd.submission`: the one command from a run to a submission file, and `--check`.
+
+A tiny Llama with two revisions and a tiny suite folder (zero-shot sets, AoA
+files and two GLUE tasks, made from the other evaluation tests' writers); the
+check itself is tested on a synthetic file with the official item counts and
+on damaged copies of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import shutil
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from babykd.evaluate import parse_args as evaluate_args
+from babykd.evaluation import submission_sizes as sizes
+from babykd.evaluation.glue_data import GLUE_TASKS
+from babykd.evaluation.submission import FAST_KEYS, track_revisions
+from babykd.evaluation.submission_check import check_submission
+from babykd.submission import main
+from test_aoa import write_suite
+from test_evaluation_2025 import BLIMP, ENTITY, EWOK, SUPPLEMENT, WUG_ADJ, WUG_PAST, write_jsonl, write_reading
+from test_finetune import separable_rows, tiny_tokenizer, write_glue
+
+UNIT_LINE = re.compile(r"^\[\d+/\d+\] (fast|full|aoa|glue) .+: (finished in [\d.]+ s|done already for these weights, skipped)$")
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """A 2025 suite folder (fast and full zero-shot sets, AoA, RTE and MRPC) and a 2024-layout folder."""
+    root = tmp_path_factory.mktemp("suite")
+    for folder, subtasks in [("blimp_filtered", BLIMP), ("supplement_filtered", SUPPLEMENT), ("ewok_filtered", EWOK)]:
+        for name, records in subtasks.items():
+            write_jsonl(root / "legacy" / folder / f"{name}.jsonl", records)
+    data = root / "suite"
+    for name, records in ENTITY.items():
+        write_jsonl(data / "full_eval" / "entity_tracking" / f"{name}.jsonl", records)
+    write_jsonl(data / "fast_eval" / "entity_tracking_fast" / "regular.jsonl", ENTITY["regular"])
+    write_jsonl(data / "fast_eval" / "blimp_fast" / "sub_a.jsonl", BLIMP["sub_a"][:2])
+    write_jsonl(data / "fast_eval" / "supplement_fast" / "turns.jsonl", SUPPLEMENT["turns"])
+    write_jsonl(data / "fast_eval" / "ewok_fast" / "physical.jsonl", next(iter(EWOK.values())))
+    for split in ("full_eval", "fast_eval"):
+        write_jsonl(data / split / "wug_adj_nominalization" / "wug_adj_nominalization.jsonl", WUG_ADJ)
+        write_jsonl(data / split / "wug_past_tense" / "wug_past_tense.jsonl", WUG_PAST)
+        write_reading(data / split / "reading" / "reading_data.csv")
+    write_suite(data)
+    write_glue(data, {task: {"train": separable_rows(64, 0), "valid": separable_rows(16, 1)} for task in ("rte", "mrpc")})
+    return {"legacy": root / "legacy", "suite": data}
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    """A finished run: the final model and two revisions (the final weights again and a second draw)."""
+    run = tmp_path / "run"
+    tokenizer = tiny_tokenizer(bos=False)
+    for seed, folder in [(0, run), (0, run / "revisions" / "chck_1M"), (1, run / "revisions" / "chck_2M")]:
+        torch.manual_seed(seed)
+        LlamaForCausalLM(LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=2, max_position_embeddings=256)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return run
+
+
+def command(run_dir, suite, *extra):
+    return [str(run_dir), "--data-dir", str(suite["legacy"]), "--suite-data", str(suite["suite"]), "--epochs", "1",
+            "--max-train-examples", "64", "--no-progress", "--device", "cpu", *extra]
+
+
+def test_one_command_runs_every_unit_once_names_what_is_missing_and_resumes(run_dir, suite, tmp_path, capsys):
+    assert main(command(run_dir, suite, "--out", str(tmp_path / "upload"))) == 0
+    out = capsys.readouterr().out
+    units = [line for line in out.splitlines() if UNIT_LINE.match(line)]
+    assert [u.split(":")[0].split("] ")[1] for u in units if "finished" in u] == [
+        "fast chck_1M", "fast chck_2M", "full final model", "aoa 2 revisions", "glue rte", "glue mrpc"]
+    assert (tmp_path / "upload" / "all_full_preds_and_fast_scores_causal.json").is_file()
+    assert re.search(r"^why: comps: .*full_eval/comps", out, re.M)  # data this machine cannot have, named
+    assert re.search(r"^why: glue\.boolq: no train data .*boolq\.train\.jsonl", out, re.M)
+    assert re.search(r"^why: aoa: the run lacks 17 of the track's 19 revisions \(chck_3M, chck_4M, chck_5M, \.\.\.\)", out, re.M)
+    assert "not ready to upload" in out and "  fast_eval_results.blimp: 2 revisions, expected 19 (chck_1M .. chck_100M)" in out
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert results["tasks"]["rte"]["max_train_examples"] == 64 and "aoa" in results["tasks"]
+    assert json.loads((run_dir / "eval" / "revisions" / "chck_2M" / "results.json").read_text())["tasks"]["blimp_filtered_fast"]
+
+    assert main(command(run_dir, suite)) == 0  # everything is there for these weights: nothing runs again
+    again = [line for line in capsys.readouterr().out.splitlines() if UNIT_LINE.match(line)]
+    assert len(again) == 6 and all(line.endswith("skipped") for line in again)
+
+    torch.manual_seed(7)  # new weights for one revision: only its unit runs again
+    LlamaForCausalLM.from_pretrained(run_dir / "revisions" / "chck_1M").apply(
+        lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None
+    ).save_pretrained(run_dir / "revisions" / "chck_1M")
+    assert main(command(run_dir, suite, "--stage", "fast")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("[1/2] fast chck_1M: finished in") for line in lines)
+    assert "[2/2] fast chck_2M: done already for these weights, skipped" in lines
+
+
+def test_stages_list_and_index_address_one_unit(run_dir, suite, capsys):
+    assert main(command(run_dir, suite, "--list", "fast")) == 0
+    assert capsys.readouterr().out.split() == ["chck_1M", "chck_2M"]
+    assert main(command(run_dir, suite, "--list", "glue")) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == ["rte", "mrpc"] and "glue.mnli: no train data" in captured.err
+    with pytest.raises(SystemExit, match=r"error: .*stage fast has 2 unit\(s\); no number 5"):
+        main(command(run_dir, suite, "--stage", "fast", "--index", "5"))
+
+
+def complete_submission() -> dict:
+    """A synthetic strict-small submission with every count the official collate asserts."""
+    revisions = track_revisions("strict-small")
+
+    def part(table):
+        return {name: {"predictions": [{"id": f"{name}_{i}", "pred": "a"} for i in range(n)]} for name, n in table.items()}
+
+    data = {key: part(table) for key, table in sizes.FULL.items() if isinstance(table, dict)}
+    data["wug_adj"] = {"wug_adj": {"predictions": [{"id": i, "pred": "a", "prob": 0.5} for i in range(sizes.SINGLE["wug_adj"])]}}
+    data["wug_past"] = {"wug_past": {"predictions": [{"id": i, "pred": "a", "prob": 0.2} for i in range(sizes.SINGLE["wug_past"])]}}
+    data["reading"] = {"reading": {"predictions": [{"id": i, "pred": 3.0, "prev_pred": math.nan if i == 0 else 2.0}
+                                                   for i in range(sizes.SINGLE["reading"])]}}
+    data["glue"] = {t: {"predictions": [{"id": f"{t}_{i}", "pred": i % GLUE_TASKS[t].num_labels} for i in range(n)]}
+                    for t, n in sizes.GLUE.items()}
+    data["aoa"] = {"metadata": {}, "results": [{"step": r, "target_word": "w", "surprisal": 4.0}
+                                               for r in revisions for _ in range(sizes.AOA_CONTEXTS)]}
+    fast_values = {
+        "blimp": {k: 0.5 for k in sizes.BLIMP}, "blimp_supplement": {k: 0.5 for k in sizes.SUPPLEMENT},
+        "ewok": {k: 0.5 for k in sizes.EWOK}, "entity_tracking": {k: 0.5 for k in sizes.FAST_SUBTASKS["entity_tracking"]},
+        "wug_adj": {"wug_adj": -0.1}, "wug_past": {"wug_past": 0.3}, "reading": {"spr": 0.01, "rt": -0.002},
+    }
+    data["fast_eval_results"] = {key: [fast_values[key]] * len(revisions) for key in FAST_KEYS.values()}
+    return data
+
+
+def test_check_passes_a_complete_file_and_names_each_damage(tmp_path, capsys):
+    good = complete_submission()
+    assert check_submission(good) == []
+    damaged = copy.deepcopy(good)
+    damaged["aoa"]["results"] = [r for r in damaged["aoa"]["results"] if r["step"] != "chck_5M"]
+    damaged["blimp"]["adjunct_island"]["predictions"].pop()
+    damaged["fast_eval_results"]["ewok"] = [dict(v) for v in damaged["fast_eval_results"]["ewok"]]
+    damaged["fast_eval_results"]["ewok"][3]["social-relations"] = math.nan
+    damaged["fast_eval_results"]["reading"] = damaged["fast_eval_results"]["reading"][:-1]
+    damaged["glue"]["rte"]["predictions"][0]["pred"] = 2
+    del damaged["comps"]
+    assert check_submission(damaged) == [
+        "comps: missing",
+        "blimp.adjunct_island: 927 predictions, expected 928",
+        "glue.rte[0]: 'pred' must be a class index 0..1, got 2",
+        "aoa: revision chck_5M missing",
+        "fast_eval_results.ewok[chck_4M]: values outside [0, 1] or not finite: {'social-relations': nan}",
+        "fast_eval_results.reading: 18 revisions, expected 19 (chck_1M .. chck_100M)",
+    ]
+    assert check_submission(good, track="strict")[0] == "aoa: revision chck_200M missing"
+    path = tmp_path / "sub.json"
+    path.write_text(json.dumps(damaged), encoding="utf-8")
+    assert main(["--check", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(line.startswith(f"{path}: ") for line in lines)
+    shutil.copy(path, tmp_path / "broken.json")
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    assert main(["--check", str(tmp_path / "broken.json")]) == 1
+    assert "not a readable JSON file" in capsys.readouterr().out
+
+
+def test_official_task_names_are_aliases(tmp_path):
+    args = evaluate_args([str(tmp_path), "--tasks", "blimp", "supplement", "ewok", "wug_adj", "wug_past", "reading"])
+    assert args.tasks == ["blimp_filtered", "blimp_supplement", "ewok_filtered", "wug_adj_nominalization", "wug_past_tense", "reading"]
