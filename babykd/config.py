@@ -112,6 +112,9 @@ class DataConfig:
     #: the column naming each row's BabyLM source (its cleaner is applied; null: plain cleaning).
     text_column: str = "text"
     source_column: str | None = "source"
+    #: For a plain-text corpus: one document per line, ``<s> ... </s>`` documents, or ``auto``
+    #: (tagged when a file starts with ``<s>``).
+    doc_format: Literal["auto", "lines", "tagged"] = "auto"
 
     def validate(self, where: str) -> None:
         if self.seq_length < 2:

@@ -72,7 +72,7 @@ def load_data(config: RunConfig) -> PreparedData:
         seq_length=data.seq_length, vocab_size=data.vocab_size, min_frequency=data.min_frequency,
         document_boundaries=data.document_boundaries, random_offset=data.random_offset,
         eval_chunks=data.eval_chunks, seed=config.training.seed,
-        text_column=data.text_column, source_column=data.source_column,
+        text_column=data.text_column, source_column=data.source_column, doc_format=data.doc_format,
     )
 
 

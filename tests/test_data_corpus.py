@@ -8,7 +8,8 @@ import pytest
 
 import babykd
 from babykd.data.corpus import CorpusError, CorpusNotFoundError, open_corpus
-from babykd.data.pipeline import clean_corpus, cleaning_examples
+from babykd.data.pipeline import check_dev_not_in_train, clean_corpus, cleaning_examples
+from babykd.data.statistics import source_statistics
 
 LAYOUT_2024 = {
     "train_10M/childes.train": "*CHI:\tmore cookie .\n*MOT:\tyou want xxx ?\n",
@@ -139,8 +140,8 @@ def test_plain_text_tagged_documents_and_named_splits(tmp_path):
     (tmp_path / "test.txt").write_text("<s>Secret test text.</s>", encoding="utf-8")
     corpus = open_corpus(tmp_path)
     assert [(f.path.name, f.split, f.doc_format) for f in corpus.files] == [
-        ("train.txt", "train", "tags"),
-        ("val.txt", "dev", "tags"),
+        ("train.txt", "train", "tagged"),
+        ("val.txt", "dev", "tagged"),
     ]
     assert cleaned(corpus, "train") == {"plain": ["Aachen\nAachen is a city.", "Aardvark\nAn animal."]}
     assert cleaned(corpus, "dev") == {"plain": ["Abacus\nA counting frame."]}
@@ -219,3 +220,28 @@ def test_corrupt_zip_member_names_the_member_and_the_cause(tmp_path):
     (tmp_path / "bad.zip").write_bytes(bytes(data))
     with pytest.raises(CorpusError, match=r"bad\.zip/train_10M/childes\.train: corrupt or truncated zip \(zlib\.error"):
         open_corpus(tmp_path / "bad.zip")
+
+
+def test_hidden_folders_are_skipped_and_a_line_corpus_may_quote_tags(tmp_path):
+    text = "".join(f"line {i} may quote <s> in its text .\n" for i in range(20))
+    write_tree(tmp_path, {"corpus.txt": text, ".ipynb_checkpoints/corpus-checkpoint.txt": text,
+                          "notes/.hidden.txt": "secret .\n"})
+    corpus = open_corpus(tmp_path)
+    assert [(f.path.name, f.doc_format) for f in corpus.files] == [("corpus.txt", "lines")]
+    assert len(cleaned(corpus, "train")["plain"]) == 18
+    tagged = write_tree(tmp_path / "tagged", {"c.txt": "\n  <s>one</s>\n<s>two</s>\n"})
+    assert cleaned(open_corpus(tagged, dev_every=2), "train") == {"plain": ["one"]}
+
+
+def test_control_characters_are_stripped_and_counted(tmp_path):
+    path = write_tree(tmp_path, {"c.txt": "the dog\x00 runs .\nthe cat\x7f sits\x1b .\n\ta\tbird .\nfour\x85th .\n"})
+    parts = open_corpus(path / "c.txt", dev_every=2).read("train")  # documents 1 and 3 are dev
+    assert parts[0].documents == ["the dog runs .", "a bird ."]
+    assert [row.control_chars for row in source_statistics(parts)] == [3]
+
+
+def test_a_corpus_whose_dev_documents_are_mostly_in_train_is_refused():
+    documents = {"train": ["a b c .", "d e f .", "yes ."], "dev": ["a b c .", "d e f .", "g h ."]}
+    with pytest.raises(CorpusError, match=r"corpus: 2 of the 3 dev documents also occur in train \(exact duplicates\)"):
+        check_dev_not_in_train("corpus", documents)
+    assert check_dev_not_in_train("corpus", {**documents, "dev": ["yes .", "g h .", "i j ."]}) == 1

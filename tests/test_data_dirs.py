@@ -3,22 +3,26 @@ interrupted writes leave nothing behind for the next run to trip over."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 from babykd import REPO_ROOT
 from babykd.config import RunConfig, load_run_config
 from babykd.data.cache import cache_paths
+from babykd.data.corpus import CorpusError
 from babykd.training import load_data
 from test_dataset import write_corpus
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"
 
 
-def config_for(corpus: Path, root: Path) -> RunConfig:
+def config_for(corpus: Path, root: Path, *overrides: str) -> RunConfig:
     """A run on `corpus` with the default (derived) tokenizer and cache folders under `root`."""
     return load_run_config(REPO_ROOT / LLAMA, [
         f"data.corpus={corpus}", f"output.root={root}", "data.vocab_size=300", "model.vocab_size=300",
-        "data.seq_length=16", "data.eval_chunks=4",
+        "data.seq_length=16", "data.eval_chunks=4", *overrides,
     ])
 
 
@@ -54,3 +58,30 @@ def test_leftovers_of_an_interrupted_cache_build_are_removed(tmp_path: Path) -> 
     load_data(config)
     assert not any(path.exists() for path in leftovers)
     assert array.is_file() and (tokenizer_dir / "tokenizer.json").is_file()
+
+
+def test_every_tokenizer_setting_is_part_of_the_folders_key(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "corpus", "*CHI:\tmore cookie .\n*MOT:\tyou want a cookie ?\n\n" * 40)
+    first = load_data(config_for(tmp_path / "corpus", tmp_path / "models"))
+    changed = load_data(config_for(tmp_path / "corpus", tmp_path / "models", "data.min_frequency=5"))
+    assert changed.stats["tokenizer"]["trained"], "the tokenizer of min_frequency 2 was reused"
+    assert Path(first.stats["tokenizer"]["dir"]).name.startswith("corpus-300-min2-")
+    assert Path(changed.stats["tokenizer"]["dir"]).name.startswith("corpus-300-min5-")
+
+
+def test_a_dev_split_shorter_than_one_chunk_names_the_split_and_its_files(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, "*CHI:\tmore cookie .\n\n" * 40)
+    (corpus / "dev" / "childes.dev").write_text("*MOT:\thi .\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"the dev split \({re.escape(str(corpus / 'dev' / 'childes.dev'))}\) "
+                                          r"is too short for data.seq_length: .* no chunk of 16 tokens"):
+        load_data(config_for(corpus, tmp_path / "models"))
+
+
+def test_doc_format_lines_reads_a_plain_corpus_that_starts_with_a_tag(tmp_path: Path) -> None:
+    (tmp_path / "corpus.txt").write_text("<s> is how a tag starts .\n" + "".join(
+        f"line {i} of the corpus is plain text .\n" for i in range(59)))
+    with pytest.raises(CorpusError, match="line 1: text outside <s> ... </s>"):
+        load_data(config_for(tmp_path / "corpus.txt", tmp_path / "models"))
+    data = load_data(config_for(tmp_path / "corpus.txt", tmp_path / "models", "data.doc_format=lines"))
+    assert data.stats["splits"]["train"]["documents"] == 54

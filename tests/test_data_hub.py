@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from babykd.data.corpus import CorpusError
 from babykd.data.hub import HUB_PREFIX, is_datasets_corpus, open_datasets_corpus
 from babykd.training import run_training
 
@@ -61,6 +62,15 @@ def test_without_a_dev_split_rows_are_held_out(tmp_path) -> None:
 def test_missing_text_column_names_the_columns(hub_corpus) -> None:
     with pytest.raises(ValueError, match="no column 'content' .*columns: text, source.*data.text_column"):
         open_datasets_corpus(hub_corpus, text_column="content")
+
+
+def test_a_text_column_that_holds_no_text_names_the_text_columns(tmp_path) -> None:
+    rows = [{"id": i, "tokens": [1, 2], "body": f"document {i} ."} for i in range(20)]
+    corpus = write_hub_layout(tmp_path, rows, rows[:5])
+    for column, holds in (("id", "int64"), ("tokens", "List")):
+        with pytest.raises(CorpusError, match=rf"train split: column '{column}' holds .*{holds}.*, not text; "
+                                              r"set data.text_column to a text column \(body\)"):
+            open_datasets_corpus(corpus, text_column=column)
 
 
 def test_a_parquet_corpus_trains(tiny_config, hub_corpus, tmp_path) -> None:

@@ -11,10 +11,17 @@ Layouts (``.train`` files in the train directory, ``.dev`` files in the dev one)
 
 * 2023: ``babylm_10M/`` + ``babylm_dev/``
 * 2024: ``train_10M/`` + ``dev/``
-* plain text: one ``.txt`` file or a directory of them; documents are one per
-  line or delimited by ``<s> ... </s>``; files named ``dev``/``val``/``valid``/
-  ``validation`` form the dev split, otherwise every ``dev_every``-th document is
-  held out; files named ``test`` are never read (no test text in training).
+* plain text: one ``.txt`` file or a directory of them (paths with a hidden
+  component, such as ``.ipynb_checkpoints/``, are skipped: they hold copies);
+  documents are one per line or delimited by ``<s> ... </s>`` (``tagged``: a file
+  that starts with ``<s>``, unless ``doc_format`` says otherwise); files named
+  ``dev``/``val``/``valid``/``validation`` form the dev split, otherwise every
+  ``dev_every``-th document is held out; files named ``test`` are never read (no
+  test text in training).
+
+Control characters (NUL and the like, not whitespace) are stripped from every
+file before cleaning and counted per file: they are no text, only a sign of a
+binary or badly converted file, and a tokenizer would spend tokens on them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -37,11 +45,16 @@ from .sources import CLEANERS, split_lines
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev")
-DocFormat = Literal["auto", "lines", "tags"]
+DocFormat = Literal["auto", "lines", "tagged"]
 DEV_FILE_STEMS = frozenset({"dev", "val", "valid", "validation"})
 TEST_FILE_STEMS = frozenset({"test"})
 _TAGGED_DOCUMENT = re.compile(r"<s>(.*?)</s>", re.DOTALL)
 _IGNORED_NAMES = ("__MACOSX",)
+#: Control characters that are not whitespace (NUL, DEL, C1 controls): stripped from the text.
+_CONTROL_CHARACTERS = re.compile("[" + "".join(
+    re.escape(chr(code)) for code in range(0xA0)
+    if unicodedata.category(chr(code)) == "Cc" and not chr(code).isspace()
+) + "]")
 
 
 class CorpusError(UserError, ValueError):
@@ -89,13 +102,13 @@ class CorpusFile:
 
     ``split`` is None for a plain-text file whose documents are split between
     train and dev by hold-out. ``doc_format`` is None for BabyLM files (their
-    source's cleaner finds documents), "lines" or "tags" for plain text.
+    source's cleaner finds documents), "lines" or "tagged" for plain text.
     """
 
     path: Traversable
     source: str
     split: str | None
-    doc_format: Literal["lines", "tags"] | None = None
+    doc_format: Literal["lines", "tagged"] | None = None
 
     @property
     def label(self) -> str:
@@ -113,7 +126,7 @@ class CorpusFile:
     def excerpt(self, max_chars: int) -> str:
         """The start of the file cut after a whole document or line, for before/after views."""
         text = self.read_text(max_chars)
-        end = "</s>" if self.doc_format == "tags" else "\n"
+        end = "</s>" if self.doc_format == "tagged" else "\n"
         cut = text.rfind(end)
         return text if cut < 0 else text[: cut + len(end)]
 
@@ -132,6 +145,8 @@ class SourceDocuments:
     file: CorpusFile
     raw_chars: int
     documents: list[str]
+    #: Control characters stripped from the file's text before cleaning.
+    control_chars: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,10 @@ class Corpus:
         held_out_index = 0
         files = [file for file in self.files if file.split in (split, None)]
         for file in tqdm(files, desc=f"cleaning {split}", unit="file"):
-            text = file.read_text()
+            raw = file.read_text()
+            text, control = strip_control_characters(raw)
+            if control:
+                logger.warning("%s: stripped %d control characters (NUL and the like)", file.path, control)
             documents = file.clean(text)
             if file.split is None:
                 first, held_out_index = held_out_index, held_out_index + len(documents)
@@ -166,11 +184,16 @@ class Corpus:
                 ]
             if not documents:
                 logger.warning("%s: no %s documents left after cleaning", file.path, split)
-            parts.append(SourceDocuments(file, len(text), documents))
+            parts.append(SourceDocuments(file, len(raw), documents, control))
         return parts
 
 
-def split_plain_text(text: str, doc_format: Literal["lines", "tags"], path: object) -> list[str]:
+def strip_control_characters(text: str) -> tuple[str, int]:
+    """`text` without its control characters (see the module docstring), and how many there were."""
+    return _CONTROL_CHARACTERS.subn("", text)
+
+
+def split_plain_text(text: str, doc_format: Literal["lines", "tagged"], path: object) -> list[str]:
     """Cut a plain-text file into raw documents: one per non-empty line, or each ``<s> ... </s>``.
 
     Text outside the tags is an error (naming the line) rather than silently
@@ -283,7 +306,7 @@ def _plain_files(root: Path, doc_format: DocFormat) -> list[CorpusFile]:
     if root.is_file():
         paths = [root]
     else:
-        paths = sorted(p for p in root.rglob("*.txt") if not p.name.startswith("."))
+        paths = sorted(p for p in root.rglob("*.txt") if _visible(p.relative_to(root)))
         for p in paths:
             if p.stem.lower() in TEST_FILE_STEMS:
                 logger.warning("%s: skipped, test text is never used for training", p)
@@ -298,14 +321,23 @@ def _plain_files(root: Path, doc_format: DocFormat) -> list[CorpusFile]:
     return files
 
 
-def _resolve_format(path: Path, doc_format: DocFormat) -> Literal["lines", "tags"]:
-    """``auto``: tags if ``<s>`` occurs in the first 64 kB, else one document per line."""
-    if doc_format in ("lines", "tags"):
+def _visible(relative: Path) -> bool:
+    """No hidden component (``.ipynb_checkpoints/``, ``.git/``, ``.x.txt``) nor a macOS archive folder."""
+    return not any(part.startswith(".") or part in _IGNORED_NAMES for part in relative.parts)
+
+
+def _resolve_format(path: Path, doc_format: DocFormat) -> Literal["lines", "tagged"]:
+    """``auto``: tagged if the file starts with ``<s>`` (after blanks), else one document per line.
+
+    Not "``<s>`` occurs somewhere": a corpus of lines may quote the tag (code, markup, this very
+    docstring), and would then be refused for its text outside tags.
+    """
+    if doc_format in ("lines", "tagged"):
         return doc_format
     if doc_format != "auto":
-        raise ValueError(f"doc_format must be 'auto', 'lines' or 'tags', not {doc_format!r}")
+        raise ValueError(f"doc_format must be 'auto', 'lines' or 'tagged', not {doc_format!r}")
     with path.open("r", encoding="utf-8", errors="replace") as handle:
-        return "tags" if "<s>" in handle.read(65536) else "lines"
+        return "tagged" if handle.read(65536).lstrip().startswith("<s>") else "lines"
 
 
 @contextlib.contextmanager

@@ -18,12 +18,13 @@ documents per split, grouped by source.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .corpus import SPLITS, CorpusError, CorpusNotFoundError, SourceDocuments
+from .corpus import SPLITS, CorpusError, CorpusNotFoundError, SourceDocuments, strip_control_characters
 from .sources import CLEANERS
 
 #: Prefix of a hub dataset id in ``data.corpus`` (so it is never mistaken for a relative path).
@@ -31,6 +32,8 @@ HUB_PREFIX = "hf://datasets/"
 DEV_SPLIT_NAMES = ("validation", "dev", "valid")
 _DATA_SUFFIXES = (".parquet", ".arrow")
 _SAVED_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
+
+logger = logging.getLogger(__name__)
 
 
 def is_datasets_corpus(location: str | Path) -> bool:
@@ -83,14 +86,22 @@ class DatasetsCorpus:
         sources = rows[self.source_column] if self.source_column in rows.column_names else ["plain"] * len(texts)
         grouped: dict[str, list[str]] = {}
         raw: dict[str, int] = {}
+        control: dict[str, int] = {}
         for index, (text, source) in enumerate(zip(texts, sources)):
             if held_out and (index % self.dev_every == self.dev_every - 1) != (split == "dev"):
                 continue
             name = str(source) if str(source) in CLEANERS else "plain"
-            grouped.setdefault(name, []).extend(CLEANERS[name](text or ""))
+            clean, stripped = strip_control_characters(text or "")
+            grouped.setdefault(name, []).extend(CLEANERS[name](clean))
             raw[name] = raw.get(name, 0) + len(text or "")
+            control[name] = control.get(name, 0) + stripped
+        for name, stripped in control.items():
+            if stripped:
+                logger.warning("%s: stripped %d control characters (NUL and the like)",
+                               DatasetSource(name, split, self.location).path, stripped)
         return [
-            SourceDocuments(DatasetSource(name, split, self.location), raw[name], documents)  # type: ignore[arg-type]
+            SourceDocuments(DatasetSource(name, split, self.location), raw[name], documents,  # type: ignore[arg-type]
+                            control[name])
             for name, documents in sorted(grouped.items())
         ]
 
@@ -132,7 +143,17 @@ def open_datasets_corpus(
         if text_column not in rows.column_names:
             raise CorpusError(location, f"{name} split has no column {text_column!r} (columns: "
                                         f"{', '.join(rows.column_names)}); set data.text_column")
+        if not _is_text(rows.features[text_column]):
+            text_columns = [column for column, feature in rows.features.items() if _is_text(feature)]
+            raise CorpusError(location, f"{name} split: column {text_column!r} holds {rows.features[text_column]}, "
+                                        f"not text; set data.text_column to a text column "
+                                        f"({', '.join(text_columns) or 'there is none'})")
     return DatasetsCorpus(text, splits, text_column, source_column, dev_every)
+
+
+def _is_text(feature: Any) -> bool:
+    """Whether a `datasets` column holds strings (the text of a row), not numbers, lists or nulls."""
+    return getattr(feature, "dtype", None) in ("string", "large_string")
 
 
 def _first_line(error: BaseException) -> str:

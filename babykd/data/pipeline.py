@@ -8,11 +8,12 @@ expose the cleaning step on its own for inspection (the walkthrough notebook).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from torch.utils.data import Subset
 from transformers import PreTrainedTokenizerFast
@@ -20,7 +21,7 @@ from transformers import PreTrainedTokenizerFast
 from ..atomic import atomic_write_text, remove_leftovers
 from ..run_lock import CACHE_LOCK_FILE, folder_lock
 from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
-from .corpus import SPLITS, Corpus, CorpusError, DocFormat, open_corpus
+from .corpus import SPLITS, Corpus, CorpusError, DocFormat, SourceDocuments, open_corpus
 from .dataset import ChunkDataset, eval_subset
 from .hub import DatasetsCorpus, is_datasets_corpus, open_datasets_corpus
 from .statistics import source_statistics
@@ -50,18 +51,20 @@ class PreparedData:
 
 def data_dirs(
     corpus: str | Path, tokenizer_dir: str | Path | None, cache_dir: str | Path | None,
-    default_root: str | Path | None, vocab_size: int, documents: dict[str, list[str]],
+    default_root: str | Path | None, vocab_size: int, documents: dict[str, list[str]], min_frequency: int = 2,
 ) -> tuple[Path, Path]:
     """The tokenizer and cache folders: as given, else under `default_root` keyed by the text itself.
 
     The key is the fingerprint of the cleaned text of both splits, never the
-    corpus folder's name alone (kept in front only to make the folders readable).
+    corpus folder's name alone (kept in front only to make the folders readable),
+    and every tokenizer setting (vocabulary size, minimum pair frequency): a
+    changed setting gets its own tokenizer instead of silently reusing the old one.
     """
     if tokenizer_dir is not None and cache_dir is not None:
         return Path(tokenizer_dir), Path(cache_dir)
     if default_root is None:
         raise ValueError("prepare_data: give tokenizer_dir and cache_dir, or default_root")
-    name = f"{Path(corpus).name.removesuffix('.zip')}-{vocab_size}-{text_fingerprint(documents)[:12]}"
+    name = f"{Path(corpus).name.removesuffix('.zip')}-{vocab_size}-min{min_frequency}-{text_fingerprint(documents)[:12]}"
     return (
         Path(tokenizer_dir or Path(default_root) / "tokenizers" / name),
         Path(cache_dir or Path(default_root) / "cache" / name),
@@ -121,9 +124,12 @@ def prepare_data(
     for split, docs in documents.items():
         if not docs:
             raise CorpusError(corpus, f"the {split} split has no documents after cleaning")
+    dev_in_train = check_dev_not_in_train(corpus, documents)
     timings = {"clean_s": time.perf_counter() - started}
 
-    tokenizer_dir, cache_dir = data_dirs(corpus, tokenizer_dir, cache_dir, default_root, vocab_size, documents)
+    tokenizer_dir, cache_dir = data_dirs(
+        corpus, tokenizer_dir, cache_dir, default_root, vocab_size, documents, min_frequency
+    )
     with folder_lock(cache_dir, wait=True, purpose="another job preparing this corpus", lock_file=CACHE_LOCK_FILE):
         remove_leftovers(tokenizer_dir.parent, prefix=f"{tokenizer_dir.name}.")
         started = time.perf_counter()
@@ -154,17 +160,20 @@ def prepare_data(
         }
         timings["cache_s"] = time.perf_counter() - started
 
-    train_dataset = ChunkDataset(
-        caches["train"].tokens, seq_length, random_offset=random_offset, seed=seed,
-        word_starts=word_starts(caches["train"].tokens, word_table(tokenizer)),
-    )
-    eval_dataset = eval_subset(caches["dev"].tokens, seq_length, eval_chunks, seed)
+    with split_named(corpus, "train", parts["train"]):
+        train_dataset = ChunkDataset(
+            caches["train"].tokens, seq_length, random_offset=random_offset, seed=seed,
+            word_starts=word_starts(caches["train"].tokens, word_table(tokenizer)),
+        )
+    with split_named(corpus, "dev", parts["dev"]):
+        eval_dataset = eval_subset(caches["dev"].tokens, seq_length, eval_chunks, seed)
     stats = {
         "corpus": {"location": opened.location, "layout": opened.layout},
         "splits": {
             split: {
                 "sources": {row.source: row.counts() for row in source_statistics(parts[split])},
                 "documents": len(documents[split]),
+                **({"documents_also_in_train": dev_in_train} if split == "dev" else {}),
                 "words": sum(len(d.split()) for d in documents[split]),
                 "tokens": int(caches[split].tokens.size),
                 "cache": {"rebuilt": caches[split].built, "reason": caches[split].reason},
@@ -190,6 +199,36 @@ def prepare_data(
         caches["train"].tokens.size, len(train_dataset), seq_length, len(eval_dataset),
     )
     return PreparedData(tokenizer, train_dataset, eval_dataset, int(caches["train"].tokens.size), cache_dir, stats)
+
+
+#: Above this share of dev documents found verbatim in train, the corpus is refused: short lines
+#: ("yes .") repeat naturally, but most of dev in train means a copy of the corpus was read too.
+MAX_DEV_IN_TRAIN = 0.5
+
+
+def check_dev_not_in_train(corpus: str | Path, documents: dict[str, list[str]]) -> int:
+    """How many dev documents also occur in train (exact duplicates); refuse when most of them do."""
+    train = set(documents["train"])
+    repeated = sum(doc in train for doc in documents["dev"])
+    if repeated > MAX_DEV_IN_TRAIN * len(documents["dev"]):
+        raise CorpusError(
+            corpus, f"{repeated:,} of the {len(documents['dev']):,} dev documents also occur in train (exact "
+            "duplicates): the corpus holds a copy of its own text (a stray copy of a file, or a dev file among "
+            "the train files); remove it so that dev measures unseen text"
+        )
+    if repeated:
+        logger.warning("%s: %d of %d dev documents also occur in train", corpus, repeated, len(documents["dev"]))
+    return repeated
+
+
+@contextlib.contextmanager
+def split_named(corpus: str | Path, split: str, parts: Sequence[SourceDocuments]) -> Iterator[None]:
+    """A split too short for one chunk of ``seq_length``: say which split and which files."""
+    try:
+        yield
+    except ValueError as error:
+        files = ", ".join(str(part.file.path) for part in parts)
+        raise CorpusError(corpus, f"the {split} split ({files}) is too short for data.seq_length: {error}") from error
 
 
 def clean_corpus(

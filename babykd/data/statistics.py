@@ -31,6 +31,8 @@ class SourceStatistics:
     raw_chars: int
     clean_chars: int
     tokens: int | None = None
+    #: Control characters (NUL and the like) stripped before cleaning.
+    control_chars: int = 0
 
     @property
     def kept_fraction(self) -> float:
@@ -67,6 +69,7 @@ def source_statistics(parts: Sequence[SourceDocuments],
             raw_chars=part.raw_chars,
             clean_chars=sum(map(len, part.documents)),
             tokens=None if tokenizer is None else int(document_token_lengths(part.documents, tokenizer).sum()),
+            control_chars=part.control_chars,
         )
         for part in parts
     ]
@@ -77,6 +80,7 @@ def statistics_table(rows: Sequence[SourceStatistics]) -> str:
     total = SourceStatistics(
         "total", *(sum(getattr(r, name) for r in rows) for name in ("documents", "words", "raw_chars", "clean_chars")),
         tokens=None if any(r.tokens is None for r in rows) else sum(r.tokens for r in rows),
+        control_chars=sum(r.control_chars for r in rows),
     )
     lines = ["| source | documents | words | kept chars | tokens | tokens/word |", "|---|---:|---:|---:|---:|---:|"]
     for row in [*rows, total]:
