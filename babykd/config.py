@@ -610,6 +610,20 @@ def plain_config(config: RunConfig) -> dict[str, Any]:
     return yaml.safe_load(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+def saved_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """A saved ``run_config.yaml`` as plain data, keys added to the config since filled in with their defaults.
+
+    Why the defaults: a run started by an older version, resumed by this one, has not changed
+    its config because a new setting appeared. A saved config this version cannot read (a key
+    since removed) is returned as saved, so that a comparison lists the difference.
+    """
+    saved = read_yaml(path)
+    try:
+        return plain_config(_build(RunConfig, saved, "", str(path)))
+    except ConfigError:
+        return saved
+
+
 def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     """The dotted keys at which two plain-data configs differ (a key missing on one side differs); [] if equal."""
     if isinstance(saved, dict) and isinstance(current, dict):

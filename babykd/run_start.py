@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from babykd.atomic import atomic_write_json
-from babykd.config import RunConfig, config_differences, plain_config, read_yaml
+from babykd.config import RunConfig, config_differences, plain_config, saved_run_config
 from babykd.errors import UserError
 from babykd.provenance import PROVENANCE_FILE
 from babykd.trainer import checkpoint_state, last_complete_checkpoint
@@ -83,7 +83,7 @@ def resume_changes(config: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]
     saved_path = run_dir / RUN_CONFIG_FILE
     if not saved_path.is_file():
         return {}
-    saved, current = read_yaml(saved_path), plain_config(config)
+    saved, current = saved_run_config(saved_path), plain_config(config)
     return {
         key: {"from": _value_at(saved, key), "to": _value_at(current, key)}
         for key in config_differences(saved, current) if key not in NEUTRAL_KEYS

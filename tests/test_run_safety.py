@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from babykd import REPO_ROOT
@@ -25,7 +26,7 @@ from babykd.divergence import NonFiniteError
 from babykd.evaluation.tasks import TaskDataError
 from babykd.rules import RulesError
 from babykd.run_lock import LOCK_FILE, FolderInUseError, folder_lock
-from babykd.run_start import RunFolderError
+from babykd.run_start import RunFolderError, resume_changes
 from babykd.teachers import TeacherMismatchError
 from babykd.trainer import COMPLETE_MARKER, last_complete_checkpoint
 from babykd.training import PROVENANCE_FILE, is_finished, run_training
@@ -216,3 +217,15 @@ def test_non_finite_training_stops_the_run_and_keeps_the_last_good_checkpoint(
     # no checkpoint of the poisoned weights: the newest is the last good one (step 2), complete
     assert [p.name for p in checkpoints.glob("checkpoint-*")] == (["checkpoint-2"] if save_steps == 2 else [])
     assert not is_finished(config.output.run_dir) and not (config.output.run_dir / "model.safetensors").exists()
+
+
+def test_a_setting_added_since_the_run_started_is_no_change_on_resume(tiny_config, finished_run: Path) -> None:
+    run_dir = copy_of(finished_run, "older-version")
+    saved = yaml.safe_load((run_dir / "run_config.yaml").read_text())
+    del saved["data"]["doc_format"]  # as a run started before data.doc_format existed saved it
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert resume_changes(tiny_config(LLAMA, run_dir.name, *SHORT), run_dir) == {}
+    saved["data"]["doc_format"] = "lines"
+    (run_dir / "run_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert resume_changes(tiny_config(LLAMA, run_dir.name, *SHORT), run_dir) == {
+        "data.doc_format": {"from": "lines", "to": "auto"}}
