@@ -8,8 +8,11 @@ age-of-acquisition evaluation asks for exactly those names. This command turns
 ``RUN_DIR`` (its top-level model and its ``revisions/chck_*`` folders) into a
 local git repository in that layout, with a model card on every branch naming
 the corpus, the recipe, the words seen (model and lineage) and the scores if
-the run has been evaluated. ``.gitattributes`` marks weights for git-lfs as the
-hub does (effective where git-lfs is installed).
+the run has been evaluated. When ``python -m babykd.submission`` has collated
+the run's leaderboard file, ``main`` carries it too, and the card says how it
+was scored and what ``--check`` finds in it. ``.gitattributes`` marks weights
+(and that file, tens of MB) for git-lfs as the hub does (effective where
+git-lfs is installed).
 
 Pushing needs a network and is left to the user: create the repository on the
 hub, then ``git -C OUT remote add origin https://huggingface.co/USER/NAME`` and
@@ -28,6 +31,8 @@ from typing import Any, Sequence
 import yaml
 
 from babykd.evaluation.report import scored_on_these_weights
+from babykd.evaluation.submission import SUBMISSION_FILE
+from babykd.evaluation.submission_check import check_file
 from babykd.provenance import PROVENANCE_FILE
 from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
 
@@ -35,7 +40,7 @@ from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
 #: Run-folder files that are records of the run, not parts of the model.
 RUN_RECORDS = frozenset({PROVENANCE_FILE, REVISION_INFO_FILE, "run_config.yaml"})
-GITATTRIBUTES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in ("*.safetensors", "*.bin", SUBMISSION_FILE))
 
 
 class ExportError(RuntimeError):
@@ -98,7 +103,7 @@ def model_card(run_dir: Path, revision: Path | None = None) -> str:
             if isinstance(lineage, int) else "- Words seen by the whole lineage: unknown (a teacher has no record)"
         )
     if revision is None:
-        lines += score_lines(run_dir)
+        lines += score_lines(run_dir) + scoring_lines(run_dir)
     lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}.", ""]
     return "\n".join(lines)
 
@@ -113,6 +118,25 @@ def score_lines(run_dir: Path) -> list[str]:
                 "(the run was retrained since)."]
     lines = ["", "## Scores", "", "| task | score |", "|---|---|"]
     return lines + [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in results["tasks"].items()]
+
+
+def scoring_lines(run_dir: Path) -> list[str]:
+    """The card's "How this was scored" section: the submission file, how it was made, what --check finds."""
+    submission = run_dir / "eval" / SUBMISSION_FILE
+    if not submission.is_file():
+        return []
+    problems = check_file(submission)
+    verdict = ("complete for the strict-small track" if not problems else
+               f"{len(problems)} problem(s), e.g. " + "; ".join(f"`{p}`" for p in problems[:3]))
+    return [
+        "", "## How this was scored", "",
+        f"`{SUBMISSION_FILE}` is the BabyLM 2025/2026 leaderboard file, written by `python -m babykd.submission`: "
+        "babykd's implementation of `babylm/evaluation-pipeline-2025` (zero-shot tasks ranked by the completion's "
+        "log-likelihood; the fast suite on every `chck_*` revision; age of acquisition over the revisions; "
+        "(Super)GLUE fine-tuned with the official hyperparameters), collated in the official layout.",
+        f"`python -m babykd.submission --check {SUBMISSION_FILE}` (the official collate step's item counts and "
+        f"revision names, field types and ranges): {verdict}.",
+    ]
 
 
 def _replace_model(repo: Path, source: Path, card: str) -> None:
@@ -135,6 +159,9 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[str]:
     _git(out, "init", "-q", "-b", "main")
     (out / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
     _replace_model(out, run_dir, model_card(run_dir))
+    if (run_dir / "eval" / SUBMISSION_FILE).is_file():  # on main only: a revision branch replaces every *.json
+        shutil.copy2(run_dir / "eval" / SUBMISSION_FILE, out / SUBMISSION_FILE)
+        _git(out, "add", SUBMISSION_FILE)
     _git(out, "commit", "-q", "-m", f"{run_dir.name}: final model")
     branches = ["main"]
     for revision in saved_revisions(run_dir):

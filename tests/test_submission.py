@@ -13,6 +13,7 @@ import json
 import math
 import re
 import shutil
+from collections import Counter
 
 import pytest
 import torch
@@ -23,7 +24,9 @@ from babykd.evaluation import submission_sizes as sizes
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.submission import FAST_KEYS, track_revisions
 from babykd.evaluation.submission_check import check_submission
+from babykd.evaluation.suite_data import SuiteData
 from babykd.submission import main
+from conftest import shared_or_skip
 from test_aoa import write_suite
 from test_evaluation_2025 import BLIMP, ENTITY, EWOK, SUPPLEMENT, WUG_ADJ, WUG_PAST, write_jsonl, write_reading
 from test_finetune import separable_rows, tiny_tokenizer, write_glue
@@ -170,3 +173,38 @@ def test_check_passes_a_complete_file_and_names_each_damage(tmp_path, capsys):
 def test_official_task_names_are_aliases(tmp_path):
     args = evaluate_args([str(tmp_path), "--tasks", "blimp", "supplement", "ewok", "wug_adj", "wug_past", "reading"])
     assert args.tasks == ["blimp_filtered", "blimp_supplement", "ewok_filtered", "wug_adj_nominalization", "wug_past_tense", "reading"]
+
+
+def test_export_carries_the_submission_file_and_says_how_it_was_scored(run_dir, suite, tmp_path, capsys):
+    from babykd.export import export_run
+
+    assert main(command(run_dir, suite, "--skip-glue", "--stage", "collate")) == 0  # collate alone: nothing scored
+    (run_dir / "provenance.json").write_text(json.dumps({"run": "tiny"}), encoding="utf-8")
+    export_run(run_dir, tmp_path / "repo")
+    card = (tmp_path / "repo" / "README.md").read_text()
+    assert (tmp_path / "repo" / "all_full_preds_and_fast_scores_causal.json").is_file()
+    assert "## How this was scored" in card and "python -m babykd.submission --check" in card
+    problems = check_submission(json.loads((tmp_path / "repo" / "all_full_preds_and_fast_scores_causal.json").read_text()))
+    assert f"{len(problems)} problem(s), e.g. `blimp: missing`" in card
+
+
+def test_size_tables_are_the_released_files_counts():
+    """The official collate's counts, recounted from the released data (BLiMP UIDs compared in lower case, as it does)."""
+    legacy = shared_or_skip("evaluation_data")
+    suite = SuiteData(shared_or_skip("evaluation_data_2025.zip"))
+
+    def lines(data: bytes) -> list[dict]:
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+    blimp = Counter(json.loads(line)["UID"].lower() for f in (legacy / "blimp_filtered").glob("*.jsonl")
+                    for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+    assert blimp == sizes.BLIMP
+    for folder, table in (("supplement_filtered", sizes.SUPPLEMENT), ("ewok_filtered", sizes.EWOK)):
+        assert {f.stem.lower(): len(lines(f.read_bytes())) for f in (legacy / folder).glob("*.jsonl")} == table
+    entity = Counter(f"{split}_{row['numops']}_ops" for split in ("regular", "ambiref", "move_contents")
+                     for row in lines(suite.read_bytes(f"full_eval/entity_tracking/{split}.jsonl")))
+    assert entity == sizes.ENTITY_TRACKING
+    for key, task in (("wug_adj", "wug_adj_nominalization"), ("wug_past", "wug_past_tense")):
+        assert len(lines(suite.read_bytes(f"full_eval/{task}/{task}.jsonl"))) == sizes.SINGLE[key]
+    assert len(suite.read_bytes("full_eval/reading/reading_data.csv").decode().strip().splitlines()) - 1 == sizes.SINGLE["reading"]
+    assert {t: len(lines(suite.read_bytes(f"full_eval/glue_filtered/{t}.valid.jsonl"))) for t in sizes.GLUE} == sizes.GLUE

@@ -151,7 +151,9 @@ def _check_fast(part: Any, revisions: tuple[str, ...], problems: Problems) -> No
             continue
         if len(values) != len(revisions):
             problems.append(f"fast_eval_results.{key}: {len(values)} revisions, expected {len(revisions)} ({revisions[0]} .. {revisions[-1]})")
-        for name, value in zip(revisions, values):
+        # Entries are in the track's revision order; a list of another length cannot be matched to names.
+        labels = revisions if len(values) == len(revisions) else [f"#{k}" for k in range(len(values))]
+        for name, value in zip(labels, values):
             problem = _fast_value_problem(key, value)
             if problem:
                 problems.append(f"fast_eval_results.{key}[{name}]: {problem}")
