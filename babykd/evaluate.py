@@ -243,7 +243,7 @@ def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Ta
         try:
             tasks.append(load_task(name, args.data_dir, args.max_items_per_subtask))
         except TaskDataError as exc:
-            failed[name] = exc
+            failed[Path(name).name] = exc  # keyed as results.json keys its tasks
     if not tasks:  # nothing to score: one line, before any model is loaded
         raise CleanError("; ".join(map(str, failed.values())))
     errors.update({name: report_error(args, exc) for name, exc in failed.items()})

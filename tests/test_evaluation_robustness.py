@@ -114,11 +114,12 @@ def test_2024_names_the_file_and_line_of_an_overlong_choice_not_the_sentence(mod
     user = write_jsonl(tmp_path / "long" / "long.jsonl", [PAIRS[0], {"sentence_good": sentence, "sentence_bad": sentence}])
     output = tmp_path / "r.json"
     message = fails_in_one_line([
-        str(model_dir), "--protocol", "2024", "--tasks", "blimp_filtered", str(user.parent), "--data-dir",
-        str(data["legacy"]), "--output", str(output), "--no-progress",
+        str(model_dir), "--protocol", "2024", "--tasks", "blimp_filtered", str(user.parent), "ewok_filtered",
+        "--data-dir", str(data["legacy"]), "--output", str(output), "--no-progress",
     ], capsys)
     assert f"long: {user}:2: a choice of" in message and "the cat sat on the mat the cat" not in message
-    assert set(json.loads(output.read_text())["tasks"]) == {"blimp_filtered"}
+    written = json.loads(output.read_text())  # the missing EWoK folder is an error of its own
+    assert set(written["tasks"]) == {"blimp_filtered"} and set(written["errors"]) == {"long", "ewok_filtered"}
 
 
 def test_revision_output_keeps_predictions_and_submission_beside_it(model_dir, data, tmp_path, capsys):
