@@ -82,7 +82,7 @@ user, in_set = [], False
 for token in argv:
     if token == "--set":
         in_set = True
-    elif token == "--resume":  # the scripts always resume
+    elif token in ("--resume", "--allow-config-change"):  # the scripts always resume; a change must be asked for
         in_set = False
     elif in_set and not token.startswith("-"):
         user.append(token)
