@@ -170,8 +170,8 @@ class KDTrainer(Trainer):
         teacher.to(device=self.args.device, dtype=dtype)
         teacher.eval()
         teacher.requires_grad_(False)
-        if self.args.torch_compile:
-            teacher.compile(dynamic=False)
+        if self.args.torch_compile:  # the student's mode (the Trainer compiles the student with it)
+            teacher.compile(dynamic=False, mode=self.args.torch_compile_mode)
         return teacher
 
     # ------------------------------------------------------------------ data order

@@ -23,25 +23,22 @@ Modes
                  eager per-teacher forward under no_grad, nn.KLDivLoss(batchmean) on full
                  fp32 [B, T, V] log-probabilities, non-fused AdamW, TF32 off (torch default);
                  the DSKD hidden term computed under no_grad, as published.
-  ours           `KDTrainer` built exactly as `babykd.training.run_training` builds it
-                 (same run config, `training_arguments`: bf16 autocast with fp32 master
-                 weights, bf16 teachers in inference_mode, SDPA, fused AdamW, the chunked
-                 logit losses).
-  ours+LEVER...  ours with trainer-level changes that are proposed, not yet in `KDTrainer`,
-                 so each can be measured before it is adopted (see benchmarks/README.md):
-                   nosync   keep the logged loss terms on the device (KDTrainer._record calls
-                            float() on every term, a host-device sync mid-step) and drop the
-                            Trainer's per-step NaN/inf check (another sync);
-                   compile  torch.compile of the student (`training.torch_compile`), of each
-                            teacher, and of the chunked losses' per-chunk arithmetic
-                            (`losses.compile_chunk_kernels`); `--compile-mode` picks the mode.
+  ours           `KDTrainer` built as `babykd.training.run_training` builds it (same run
+                 config, `training_arguments`: bf16 autocast with fp32 master weights, bf16
+                 teachers in inference_mode, SDPA, fused AdamW, the chunked logit losses;
+                 the fixed-chunk collator, the words-seen ledger, the divergence guard, the
+                 preemption check and TensorBoard logging, all of which run in every step).
+  ours+LEVER...  ours with a setting users can switch on, measured before it is made a default:
+                   compile  torch.compile of the student and of each teacher (`training.torch_compile`,
+                            once each, with `--compile-mode`), and of the chunked losses'
+                            per-chunk arithmetic (`losses.compile_chunk_kernels`).
                    cache    offline KD (`distillation.teacher_cache_top_k`, logit-only scenarios):
                             the teachers' top-k targets (`--cache-top-k`) are built once before
                             the timed steps (`cache_build_s`), then the student trains without
                             teachers; its first-batch loss differs from the reference by the
                             top-k truncation (reported, not hidden), and its TFLOP/s and MFU
                             count the student's 6·N only (the FLOPs it actually runs).
-                 e.g. --modes reference,ours,ours+nosync,ours+nosync+compile
+                 e.g. --modes reference,ours,ours+compile,ours+cache
 
 Timing: `trainer.train()` with max_steps = warmup + steps; the clock runs from the end
 of the last warm-up step to the end of the last step (device synchronised), so it
@@ -77,13 +74,17 @@ from transformers.loss.loss_utils import ForCausalLMLoss
 from babykd import REPO_ROOT, losses
 from babykd.atomic import atomic_write_text
 from babykd.config import RunConfig, load_model_config, load_run_config
-from babykd.data.dataset import EpochShuffleSampler
+from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
 from babykd.models import build_model, count_parameters
 from babykd.provenance import device_name, provenance
 from babykd.teacher_cache import CachedTargetsDataset, build_teacher_cache
 from babykd.teachers import build_distillation_modules
 from babykd.trainer import KDTrainer
-from babykd.training import training_arguments
+from babykd.data.collator import FixedChunkCollator
+from babykd.divergence import DivergenceGuard
+from babykd.preemption import PreemptionCallback
+from babykd.training import tensorboard_callback, training_arguments
+from babykd.words_seen import WordsSeen
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "training.jsonl"
 
@@ -146,7 +147,7 @@ LOSS_SCENARIOS: dict[str, LossScenario] = {
 #: Tiny shapes: CPU-sized models of config/models/tiny-*.yaml, 4 sequences of 32 tokens.
 TINY_BATCH, TINY_SEQ = 4, 32
 BASE_MODES = ("reference", "ours")
-LEVERS = ("nosync", "compile", "cache")
+LEVERS = ("compile", "cache")
 
 
 # ----------------------------------------------------------------------------- measurement helpers
@@ -375,7 +376,8 @@ class RandomTokens(torch.utils.data.Dataset):
     """Seeded uniform token ids (no special ids, nothing masked), labels = inputs as in the recipes.
 
     No attention mask, like our chunk dataset and the published collator: with
-    one, HF checks it for padding on every forward (a host-device sync).
+    one, HF checks it for padding on every forward (a host-device sync). Each
+    chunk carries a word count, as our chunks do, for the words-seen ledger.
     """
 
     def __init__(self, rows: int, seq_length: int, vocab_size: int, seed: int) -> None:
@@ -388,7 +390,7 @@ class RandomTokens(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         ids = self.ids[index]
-        return {"input_ids": ids, "labels": ids}
+        return {"input_ids": ids, "labels": ids, WORDS_KEY: torch.tensor(self.seq_length * 3 // 4)}
 
 
 @dataclass
@@ -426,12 +428,17 @@ def scenario_config(scenario: TrainingScenario, shapes: str, options: argparse.N
     return config
 
 
-def build_prototypes(config: RunConfig, scenario: TrainingScenario, shapes: str, seed: int) -> Prototypes:
+def build_prototypes(
+    config: RunConfig, scenario: TrainingScenario, shapes: str, seed: int, device: str
+) -> Prototypes:
+    """The models, built on `device` directly: on a GPU, 1.1B parameters initialised on the host and
+    copied over took most of a lease stage's time limit before the first step."""
     names = scenario.tiny_teachers if shapes == "tiny" else scenario.teachers
     torch.manual_seed(seed)
-    teachers = [build_model(load_model_config(REPO_ROOT / "config" / "models" / f"{n}.yaml")) for n in names]
-    student = build_model(config.model)
-    extra = build_distillation_modules(config.distillation, student, teachers) if config.distillation else None
+    with torch.device(device):
+        teachers = [build_model(load_model_config(REPO_ROOT / "config" / "models" / f"{n}.yaml")) for n in names]
+        student = build_model(config.model)
+        extra = build_distillation_modules(config.distillation, student, teachers) if config.distillation else None
     return Prototypes(student, teachers, list(names), extra)
 
 
@@ -460,48 +467,30 @@ def reference_trainer(
     )
 
 
-class NoSyncKDTrainer(KDTrainer):
-    """`KDTrainer` with the loss terms summed on the device and read only when logging (lever `nosync`).
-
-    `KDTrainer._record` converts every term to a Python float each step: a
-    host-device synchronisation between the forward and the backward pass, so
-    the CPU cannot queue the backward kernels while the GPU still runs the
-    teachers.  This is the change proposed for `KDTrainer` itself.
-    """
-
-    def _record(self, terms: dict[str, Tensor]) -> None:
-        for name, value in terms.items():
-            self._term_sums[name] = self._term_sums[name] + value.detach().float()
-        self._term_counts += 1
-
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        for name, total in self._term_sums.items():
-            self._term_sums[name] = float(total)
-        super().log(logs, *args, **kwargs)
-
-
 def ours_trainer(
     config: RunConfig, proto: Prototypes, dataset: RandomTokens, out: Path, levers: Sequence[str],
     compile_mode: str | None, callbacks: list[Any],
 ) -> Trainer:
-    """`KDTrainer` as `run_training` builds it (no eval set, no checkpoints during the timed run), plus `levers`."""
+    """`KDTrainer` as `run_training` builds it (no eval set, no checkpoints during the timed run), plus `levers`.
+
+    Everything `run_training` runs in a step is here: its collator, words-seen ledger,
+    divergence guard, preemption check and TensorBoard callback. The teachers are compiled
+    once, by `KDTrainer` itself (with `compile_mode`), as in a run with `training.torch_compile`.
+    """
     if "compile" in levers:
         config = copy.deepcopy(config)
         config.training.torch_compile = True
     args = training_arguments(config, out)
     args.set_evaluate("no")
     args.set_save("no")
-    teachers = [] if "cache" in levers else [copy.deepcopy(teacher) for teacher in proto.teachers]
     if "compile" in levers:
         args.torch_compile_mode = compile_mode
-        for teacher in teachers:
-            teacher.compile(dynamic=False, mode=compile_mode)
-    if "nosync" in levers:
-        args.logging_nan_inf_filter = False
-    trainer_class = NoSyncKDTrainer if "nosync" in levers else KDTrainer
-    return trainer_class(
-        model=copy.deepcopy(proto.student), args=args, train_dataset=dataset, callbacks=callbacks,
-        teachers=teachers, distillation=config.distillation, extra_modules=copy.deepcopy(proto.extra),
+    teachers = [] if "cache" in levers else [copy.deepcopy(teacher) for teacher in proto.teachers]
+    real_path = [tensorboard_callback(out), PreemptionCallback(), DivergenceGuard(lambda: "benchmark run")]
+    return KDTrainer(
+        model=copy.deepcopy(proto.student), args=args, train_dataset=dataset, data_collator=FixedChunkCollator(),
+        callbacks=[*callbacks, *real_path], teachers=teachers, distillation=config.distillation,
+        extra_modules=copy.deepcopy(proto.extra), words_seen=WordsSeen(),
     )
 
 
@@ -520,13 +509,13 @@ class Context:
 
 
 def run_training_scenario(name: str, ctx: Context) -> Iterator[dict[str, Any]]:
-    """One record per mode as soon as it is measured (a later mode that hangs or is killed cannot take the
-    earlier modes' figures with it), then the comparisons."""
+    """One record per mode as soon as it is measured, and its comparison with the reference as soon as
+    both exist (a later mode that hangs or is killed cannot take the earlier figures with it)."""
     scenario = TRAINING_SCENARIOS[name]
     options = ctx.options
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         config = scenario_config(scenario, options.shapes, options, Path(tmp))
-        proto = build_prototypes(config, scenario, options.shapes, options.seed)
+        proto = build_prototypes(config, scenario, options.shapes, options.seed, ctx.device)
         batch, seq = config.training.batch_size, config.data.seq_length
         dataset = RandomTokens((options.warmup + options.steps) * batch, seq, config.model.vocab_size, options.seed)
         student_flops = 6 * matmul_parameters(proto.student)
@@ -551,7 +540,7 @@ def run_training_scenario(name: str, ctx: Context) -> Iterator[dict[str, Any]]:
                  "step_time_ms": round(1000 * seconds / options.steps, 2) if seconds else None, **measured}
             )
             yield records[-1]
-    yield from comparisons(name, records, ctx)
+            yield from comparisons(name, records, ctx, only=records[-1]["mode"])
 
 
 def run_mode(
@@ -616,8 +605,13 @@ def throughput(tokens_per_s: float | None, flops_per_token: int | None, ctx: Con
     }
 
 
-def comparisons(name: str, records: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
-    """For each non-reference mode: speed-up, memory ratio, and first-batch loss agreement."""
+def comparisons(
+    name: str, records: list[dict[str, Any]], ctx: Context, only: str | None = None
+) -> list[dict[str, Any]]:
+    """For each non-reference mode (or just `only`): speed-up, memory ratio, and first-batch loss agreement.
+
+    With `only` the reference, the comparisons of every mode measured before it are given (the
+    reference may come last in --modes)."""
     by_mode = {r["mode"]: r for r in records if "error" not in r}
     reference = by_mode.get("reference")
     if reference is None:
@@ -625,7 +619,7 @@ def comparisons(name: str, records: list[dict[str, Any]], ctx: Context) -> list[
     rtol, atol = TOLERANCE["fp32" if reference["precision"] == "fp32" else "mixed"]
     out = []
     for mode, record in by_mode.items():
-        if mode == "reference":
+        if mode == "reference" or only not in (None, "reference", mode):
             continue
         speedup = _ratio(record["tokens_per_s"], reference["tokens_per_s"])
         agreement = loss_agreement(reference["loss_first_batch"], record["loss_first_batch"], rtol, atol)
@@ -747,8 +741,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="comma-separated, from: %(default)s")
     parser.add_argument("--modes", default=None,
                         help=f"comma-separated training modes: {' or '.join(BASE_MODES)}, or ours+LEVER[+LEVER] "
-                             f"with LEVER in {LEVERS}; default: reference,ours (plus ours+nosync and "
-                             "ours+nosync+compile on cuda); loss scenarios always run reference and ours")
+                             f"with LEVER in {LEVERS}; default: reference,ours (plus ours+compile on cuda); "
+                             "loss scenarios always run reference and ours")
     parser.add_argument("--compile-mode", default=None,
                         help="torch.compile mode for the compile lever (default, reduce-overhead, max-autotune...)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -816,8 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.warmup = options.warmup if options.warmup is not None else (5 if published else 1)
     if options.warmup < 1 and any(s in TRAINING_SCENARIOS for s in options.scenarios):
         raise SystemExit("--warmup must be >= 1 for training scenarios (the clock starts at the end of a step)")
-    gpu_modes = ["reference", "ours", "ours+nosync", "ours+nosync+compile"]
-    options.modes = options.modes or (gpu_modes if device == "cuda" else ["reference", "ours"])
+    options.modes = options.modes or (["reference", "ours", "ours+compile"] if device == "cuda" else ["reference", "ours"])
     name = device_name()
     ctx = Context(options, device, name, peak_tflops(name, options.peak_tflops), PeakMemory(device))
     env = {**provenance(), "peak_bf16_tflops": ctx.peak}
