@@ -115,6 +115,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
+        accelerator_config={"non_blocking": True},  # pinned batches copied without a host-device sync
         dataloader_drop_last=True,  # N processes then see exactly the global batches one process sees
         ddp_find_unused_parameters=False,  # every student parameter takes part in every forward
         disable_tqdm=not t.progress_bar,

@@ -11,7 +11,9 @@ CI tests) computes on the same batch, in one process:
   the uninterrupted run;
 * the evaluator's per-item decisions in fp32 on CUDA equal the CPU's on 2,000
   BLiMP/supplement/EWoK items;
-* the offline teacher cache built on CUDA equals the one built on the CPU.
+* the offline teacher cache built on CUDA equals the one built on the CPU;
+* steps of pretraining and of every recipe make no host-device sync (CUDA's sync
+  debug mode set to "error" outside logging and saving steps).
 
 Tests run cheapest first, so a run stopped at the kit's time limit still has
 the distinct checks; the per-recipe steps come last.
@@ -34,7 +36,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from babykd import REPO_ROOT
 from babykd.training import is_finished, run_training
@@ -148,6 +150,40 @@ def test_teacher_cache_built_on_device_equals_cpu(tiny_config, tiny_teachers, tm
     diff = np.abs(np.asarray(cpu.log_probs, dtype=np.float32) - np.asarray(device.log_probs, dtype=np.float32))
     assert diff[same_ids].max() <= 2e-3 and (diff[~same_ids].max() if (~same_ids).any() else 0.0) <= 1e-2
     assert cpu.meta["top_k_mass"] == pytest.approx(device.meta["top_k_mass"], abs=1e-4)
+
+
+class SyncDebugWindow(TrainerCallback):
+    """CUDA's sync debug mode "error" from the end of step `first` to the end of step `last`.
+
+    Steps in between neither log nor save (logging at steps 1 and 5): any host-device sync
+    there raises, naming the op. The dispatch counter of tests/test_step_syncs.py checks the
+    same on the CPU; this sees what only CUDA does (blocking copies, a non-fused optimizer).
+    """
+
+    def __init__(self, first: int = 2, last: int = 4) -> None:
+        self.first, self.last = first, last
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.first:
+            torch.cuda.set_sync_debug_mode("error")
+        elif state.global_step == self.last:
+            torch.cuda.set_sync_debug_mode("default")
+
+
+SYNC_STEPS = ("training.max_steps=5", "training.logging_steps=5", "training.save_steps=1000")
+
+
+@pytest.mark.skipif(DEVICE == "cpu", reason="CUDA's sync debug mode (tests/test_step_syncs.py counts on the CPU)")
+@pytest.mark.parametrize("recipe", [*RECIPES, Path(LLAMA)], ids=lambda p: p.stem)
+def test_training_steps_make_no_host_device_sync(tiny_config, tiny_teachers, recipe: Path) -> None:
+    if "distill" in str(recipe):
+        config = recipe_config(tiny_config, recipe, f"gpu-syncs-{recipe.stem}", tiny_teachers, *SYNC_STEPS)
+    else:
+        config = tiny_config(recipe, "gpu-syncs-pretrain", *SYNC_STEPS)
+    try:
+        run_training(config, callbacks=[SyncDebugWindow()])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
