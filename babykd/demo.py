@@ -36,7 +36,7 @@ import yaml
 
 from babykd import REPO_ROOT
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from babykd.config import ConfigError, RunConfig, load_run_config, read_yaml
+from babykd.config import ConfigError, RunConfig, config_differences, load_run_config, plain_config, saved_run_config
 from babykd.rules import scaled_schedule
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, default_data_dir, load_tasks
 
@@ -257,22 +257,6 @@ def prepare(config: RunConfig, notes: list[str]) -> None:
                  f"({stats['dataset']['train_chunks']:,} chunks of {stats['dataset']['seq_length']})")
 
 
-def _plain(data: Any) -> Any:
-    """A config as YAML reads it back (int dict keys, lists), for comparison with a saved one."""
-    return yaml.safe_load(yaml.safe_dump(data, sort_keys=False))
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first difference between two plain-data configs (None if equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-            if found:
-                return found
-        return None
-    return None if a == b else (prefix or "<root>")
-
-
 def train(config: RunConfig, notes: list[str]) -> None:
     """Train one run unless it finished with this config; an interrupted one resumes from its checkpoint."""
     from babykd.training import is_finished, run_training
@@ -280,9 +264,9 @@ def train(config: RunConfig, notes: list[str]) -> None:
     run_dir = config.output.run_dir
     saved = run_dir / "run_config.yaml"
     if saved.is_file():
-        differs = first_difference(_plain(config.to_dict()), read_yaml(saved))
+        differs = config_differences(saved_run_config(saved), plain_config(config))
         if differs:
-            raise DemoError(f"{saved} differs from this demo's config at '{differs}': "
+            raise DemoError(f"{saved} differs from this demo's config at '{differs[0]}': "
                             "use another --out or delete that run directory")
         if is_finished(run_dir):
             record = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
