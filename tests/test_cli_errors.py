@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from babykd import REPO_ROOT
 from babykd.cli import train_main
 from babykd.config import RunConfig
 from babykd.data.corpus import CorpusError
@@ -62,27 +61,6 @@ def test_disk_full_while_saving_a_checkpoint_names_the_run_folder(tiny_config, t
     assert message.startswith(f"error: {config.output.run_dir}: writing failed with ")
     assert "File too large" in message
     assert not is_finished(config.output.run_dir)
-
-
-PALENKA = "config/runs/distill/PalenkaLlama1-58M-strict-L0.1-H0.5.yaml"
-TINY_STUDENT = f"model={REPO_ROOT / 'config/models/tiny-llama-student.yaml'}"
-#: id -> (run config and overrides, how the one-line message starts after "error: ").
-REFUSED_BEFORE_TRAINING = {
-    "epoch-cap": ((LLAMA, "training.max_steps=-1", "training.epochs=5000", "rules.track=strict-small"),
-                  "rules.track=strict-small: this schedule would see"),
-    "layer-map-out-of-range": ((PALENKA, TINY_STUDENT, "distillation.layer_maps=[{0: 0, 9: 3}, {0: 0, 4: 3}]"),
-                               "distillation.layer_maps[0]: layer map for teacher"),
-    "seq-length-over-teacher-positions": ((PALENKA, TINY_STUDENT, "distillation.layer_maps=null", "data.seq_length=300",
-                                           "model.max_position_embeddings=512"), "teacher "),
-}
-
-
-@pytest.mark.parametrize("case", REFUSED_BEFORE_TRAINING)
-def test_refusals_before_training_are_one_line(tiny_config, tiny_teachers, tmp_path: Path, case: str) -> None:
-    (path, *overrides), start = REFUSED_BEFORE_TRAINING[case]
-    teachers = f"distillation.teachers=[{','.join(map(str, tiny_teachers))}]"
-    config = tiny_config(path, f"refused-{case}", *overrides, *([teachers] if path == PALENKA else []))
-    assert train_command(config, tmp_path).startswith(f"error: {start}")
 
 
 def test_a_start_over_a_finished_run_names_resume_and_fresh(tiny_config, tmp_path: Path) -> None:

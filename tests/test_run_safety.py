@@ -23,6 +23,7 @@ from babykd import REPO_ROOT
 from babykd.cli import train_main
 from babykd.config import RunConfig
 from babykd.divergence import NonFiniteError
+from babykd.errors import UserError
 from babykd.evaluation.tasks import TaskDataError
 from babykd.rules import RulesError
 from babykd.run_lock import LOCK_FILE, FolderInUseError, folder_lock
@@ -118,6 +119,10 @@ LATE_FAILURES = {
 }
 
 
+#: Triggers the config loader refuses first (one line); the rest must be one-line errors of the run itself.
+REFUSED_AT_LOAD = {"optimizer-arguments", "evaluation-task-name"}
+
+
 @pytest.mark.parametrize("trigger", LATE_FAILURES)
 def test_a_fresh_rerun_that_fails_any_check_leaves_the_finished_run_byte_identical(
     tiny_config, tiny_teachers, finished_run: Path, tmp_path: Path, trigger: str
@@ -133,9 +138,11 @@ def test_a_fresh_rerun_that_fails_any_check_leaves_the_finished_run_byte_identic
     config = tiny_config(path, run_dir.name, *overrides, *([teacher_list] if path == DISTIL[0] else []))
     if change is not None:
         change(config)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         run_training(config, fresh=True)
     assert folder_bytes(run_dir) == before
+    # a UserError is what the entry points print as one line (babykd.cli.one_line_errors)
+    assert isinstance(raised.value, UserError) == (trigger not in REFUSED_AT_LOAD)
 
 
 def test_a_start_over_complete_checkpoints_needs_fresh_and_resume_refuses_a_changed_config(
@@ -229,3 +236,21 @@ def test_a_setting_added_since_the_run_started_is_no_change_on_resume(tiny_confi
     (run_dir / "run_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     assert resume_changes(tiny_config(LLAMA, run_dir.name, *SHORT), run_dir) == {
         "data.doc_format": {"from": "lines", "to": "auto"}}
+
+
+def test_the_entry_points_take_fresh_resume_and_allow_config_change(tiny_config, tmp_path: Path, capsys) -> None:
+    config = tiny_config(LLAMA, "cli-start-modes", "training.max_steps=2", "training.save_steps=2")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    train_main([str(path)], "test")
+    with pytest.raises(SystemExit, match="holds complete checkpoints .* add --resume"):
+        train_main([str(path)], "test")
+    train_main([str(path), "--fresh"], "test")
+    with pytest.raises(SystemExit, match="at training.lr: .*--allow-config-change"):
+        train_main([str(path), "--resume", "--set", "training.lr=1e-3"], "test")
+    train_main([str(path), "--resume", "--set", "training.lr=1e-3", "--allow-config-change"], "test")
+    changes = json.loads((config.output.run_dir / PROVENANCE_FILE).read_text())["config_changes"]
+    assert changes == [{"step": 2, "changes": {"training.lr": {"from": 0.003, "to": 0.001}}}]
+    with pytest.raises(SystemExit) as both:
+        train_main([str(path), "--resume", "--fresh"], "test")
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
