@@ -192,6 +192,16 @@ babykd_evaluate_runs() {
 }
 
 # ----------------------------------------------------------------------------- submitting chains
+# Jobs inherit the environment: make the path in each named variable absolute (they may run in
+# another directory) and fail now, not in a job hours later, when one does not exist.
+babykd_absolute_paths() {
+    local var path
+    for var in "$@"; do
+        [[ -n ${!var:-} ]] || continue
+        path=$(realpath -e "${!var}") || babykd_die "$var=${!var} does not exist"
+        export "$var=$path"
+    done
+}
 # For the submit_*.sh scripts: the job log folder (BABYKD_LOGS, default $BABYKD_MODELS/logs), the
 # site's sbatch options (BABYKD_SBATCH_ARGS) and DRY_RUN (1: print the sbatch lines instead).
 babykd_submit_setup() {

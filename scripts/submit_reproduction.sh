@@ -32,13 +32,7 @@ while (($#)) && [[ $1 != --set ]]; do
     shift
 done
 sets=("$@")
-# Jobs inherit the environment: make every path absolute (they may run in another directory)
-# and fail now, not in a job hours later, when one does not exist.
-for var in BABYKD_CORPUS BABYKD_EVAL_DATA; do
-    [[ -n ${!var:-} ]] || continue
-    path=$(realpath -e "${!var}") || babykd_die "$var=${!var} does not exist"
-    export "$var=$path"
-done
+babykd_absolute_paths BABYKD_CORPUS BABYKD_EVAL_DATA
 babykd_submit_setup "$dry_run"
 
 pretrain=()

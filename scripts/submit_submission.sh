@@ -23,12 +23,7 @@ dry_run=0
 [[ ${1:-} != --dry-run ]] || { dry_run=1; shift; }
 babykd_split_items "$@"
 ((${#BABYKD_ITEMS[@]})) || babykd_die "usage: submit_submission.sh [--dry-run] RUN... [ARGS]"
-# Jobs inherit the environment: absolute data paths, checked now rather than in a job hours later.
-for var in BABYKD_EVAL_DATA BABYKD_EVAL_DATA_2025; do
-    [[ -n ${!var:-} ]] || continue
-    path=$(realpath -e "${!var}") || babykd_die "$var=${!var} does not exist"
-    export "$var=$path"
-done
+babykd_absolute_paths BABYKD_EVAL_DATA BABYKD_EVAL_DATA_2025
 babykd_submit_setup "$dry_run"
 
 # array_of STAGE RUN: "0-(N-1)" for the N units of STAGE, "" when it has none.

@@ -111,10 +111,8 @@ def model(tokenizer):
     return LlamaForCausalLM(config).eval()
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    """The 2024-layout folder (full BLiMP/supplement/EWoK) and a 2025 suite zip with a top folder."""
-    root = tmp_path_factory.mktemp("eval")
+def write_eval_folders(root: Path) -> tuple[Path, Path]:
+    """(2024-layout folder with full BLiMP/supplement/EWoK, unpacked 2025 suite folder) of the items above."""
     for folder, subtasks in [("blimp_filtered", BLIMP), ("supplement_filtered", SUPPLEMENT), ("ewok_filtered", EWOK)]:
         for name, records in subtasks.items():
             write_jsonl(root / "legacy" / folder / f"{name}.jsonl", records)
@@ -127,12 +125,20 @@ def data(tmp_path_factory) -> dict[str, Path]:
         write_jsonl(suite / split / "wug_adj_nominalization" / "wug_adj_nominalization.jsonl", WUG_ADJ)
         write_jsonl(suite / split / "wug_past_tense" / "wug_past_tense.jsonl", WUG_PAST)
         write_reading(suite / split / "reading" / "reading_data.csv")
+    return root / "legacy", suite
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """The 2024-layout folder (full BLiMP/supplement/EWoK) and a 2025 suite zip with a top folder."""
+    root = tmp_path_factory.mktemp("eval")
+    legacy, suite = write_eval_folders(root)
     archive = root / "suite.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(suite.rglob("*")):
             if path.is_file():
                 zf.write(path, "evaluation_data_2025/" + path.relative_to(suite).as_posix())
-    return {"legacy": root / "legacy", "zip": archive}
+    return {"legacy": legacy, "zip": archive}
 
 
 # -- references: one sentence at a time, float64 ------------------------------------------------

@@ -28,7 +28,7 @@ from babykd.evaluation.suite_data import SuiteData
 from babykd.submission import main
 from conftest import shared_or_skip
 from test_aoa import write_suite
-from test_evaluation_2025 import BLIMP, ENTITY, EWOK, SUPPLEMENT, WUG_ADJ, WUG_PAST, write_jsonl, write_reading
+from test_evaluation_2025 import EWOK, SUPPLEMENT, write_eval_folders, write_jsonl
 from test_finetune import separable_rows, tiny_tokenizer, write_glue
 
 UNIT_LINE = re.compile(r"^\[\d+/\d+\] (fast|full|aoa|glue) .+: (finished in [\d.]+ s|done already for these weights, skipped)$")
@@ -37,24 +37,12 @@ UNIT_LINE = re.compile(r"^\[\d+/\d+\] (fast|full|aoa|glue) .+: (finished in [\d.
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """A 2025 suite folder (fast and full zero-shot sets, AoA, RTE and MRPC) and a 2024-layout folder."""
-    root = tmp_path_factory.mktemp("suite")
-    for folder, subtasks in [("blimp_filtered", BLIMP), ("supplement_filtered", SUPPLEMENT), ("ewok_filtered", EWOK)]:
-        for name, records in subtasks.items():
-            write_jsonl(root / "legacy" / folder / f"{name}.jsonl", records)
-    data = root / "suite"
-    for name, records in ENTITY.items():
-        write_jsonl(data / "full_eval" / "entity_tracking" / f"{name}.jsonl", records)
-    write_jsonl(data / "fast_eval" / "entity_tracking_fast" / "regular.jsonl", ENTITY["regular"])
-    write_jsonl(data / "fast_eval" / "blimp_fast" / "sub_a.jsonl", BLIMP["sub_a"][:2])
+    legacy, data = write_eval_folders(tmp_path_factory.mktemp("suite"))
     write_jsonl(data / "fast_eval" / "supplement_fast" / "turns.jsonl", SUPPLEMENT["turns"])
     write_jsonl(data / "fast_eval" / "ewok_fast" / "physical.jsonl", next(iter(EWOK.values())))
-    for split in ("full_eval", "fast_eval"):
-        write_jsonl(data / split / "wug_adj_nominalization" / "wug_adj_nominalization.jsonl", WUG_ADJ)
-        write_jsonl(data / split / "wug_past_tense" / "wug_past_tense.jsonl", WUG_PAST)
-        write_reading(data / split / "reading" / "reading_data.csv")
     write_suite(data)
     write_glue(data, {task: {"train": separable_rows(64, 0), "valid": separable_rows(16, 1)} for task in ("rte", "mrpc")})
-    return {"legacy": root / "legacy", "suite": data}
+    return {"legacy": legacy, "suite": data}
 
 
 @pytest.fixture()
