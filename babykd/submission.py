@@ -299,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         stages = [args.stage] if args.stage else list(STAGES)
         plan, notes = [], []
-        for stage in STAGES:  # every stage's notes (the collate job reports them), the chosen stages' units
+        for stage in STAGES:  # the chosen stages' units; every stage's notes when collating (they are reported)
+            if stage not in stages and "collate" not in stages:
+                continue
             units, stage_notes = stage_units(args, stage)
             plan.extend(units if stage in stages else [])
             notes.extend(stage_notes)
