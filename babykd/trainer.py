@@ -131,6 +131,26 @@ def unpacked_batches() -> Iterator[None]:
         masking_utils.find_packed_sequence_indices = saved
 
 
+@contextlib.contextmanager
+def own_precision(model: nn.Module) -> Iterator[nn.Module]:
+    """The training model with accelerate's mixed-precision wrapper taken off its forward for the block.
+
+    Under bf16 training accelerate replaces ``model.forward`` by one that runs in bf16
+    autocast and upcasts the outputs; an evaluation during training that asks for fp32
+    would otherwise get bf16 matmuls. The original forward is put back on exit.
+    """
+    original = getattr(model, "_original_forward", None)
+    if original is None:
+        yield model
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped
+
+
 class KDTrainer(Trainer):
     """HF Trainer whose loss is a weighted sum of named terms, with optional teachers.
 

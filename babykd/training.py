@@ -36,7 +36,9 @@ from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
 from babykd.provenance import PROVENANCE_FILE, provenance
-from babykd.run_start import CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, StartPlan, config_changes, plan_start, record_config_change
+from babykd.run_start import (
+    CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, StartPlan, config_changes, plan_start, record_config_change,
+)
 from babykd.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
 from babykd.words_seen import WordsSeen
@@ -115,7 +117,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         torch_compile=t.torch_compile,
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
-        accelerator_config={"non_blocking": True},  # pinned batches copied without a host-device sync
+        accelerator_config={"non_blocking": torch.cuda.is_available()},  # pinned batches copied without a sync
         dataloader_drop_last=True,  # N processes then see exactly the global batches one process sees
         ddp_find_unused_parameters=False,  # every student parameter takes part in every forward
         disable_tqdm=not t.progress_bar,
@@ -162,7 +164,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     saves a checkpoint and returns early with `preempted=True` (no final model).
     The run folder is locked for the whole run (a second run into it is refused
     with the holder's host, pid and start time) and is left as it was until the
-    data, teachers and model are ready (see :func:`begin_run`).
+    data, teachers, model, optimizer and evaluation tasks are ready (see :func:`begin_run`).
     """
     with run_folder_lock(config.output.run_dir):
         plan = plan_start(config, resume=resume, fresh=fresh, allow_config_change=allow_config_change)

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from babykd.evaluation.scorer import evaluate_model
+from babykd.trainer import own_precision
 from babykd.evaluation.tasks import Task, load_tasks
 
 
@@ -80,9 +81,10 @@ class EvaluationCallback(TrainerCallback):
         if state.global_step == self._last_step or not state.is_world_process_zero:
             return
         self._last_step = state.global_step
-        results = evaluate_model(
-            model, self.tokenizer, self.tasks, dtype=self.dtype, batch_tokens=self.batch_tokens, progress=False
-        )
+        with own_precision(model):  # in self.dtype, not in the training's bf16 autocast
+            results = evaluate_model(
+                model, self.tokenizer, self.tasks, dtype=self.dtype, batch_tokens=self.batch_tokens, progress=False
+            )
         metrics: dict[str, float] = {}
         for name, entry in results["tasks"].items():
             metrics[f"eval_{name}"] = entry["score"]
