@@ -7,7 +7,8 @@ the backward pass.  At the published shapes (N = 32·128 rows, V = 16000) each
 of those is 262 MB.  Here the rows are processed in chunks of a few MB: each
 chunk's fp32 work tensors live only inside the loop, and the gradient with
 respect to the student logits is computed right there (it has a closed form),
-then stored once in the logits' own dtype (bf16 under mixed precision) until
+then stored once in the logits' own dtype (fp32 in training: accelerate upcasts the
+student's outputs; bf16 logits would get a bf16 gradient) until
 the backward pass scales it by the incoming gradient.  The arithmetic per row
 is the same as the autograd form's (same fp32 upcast, same teacher combination,
 same clamping), so values and gradients agree to fp32 rounding.
