@@ -117,38 +117,48 @@ def build_teacher_cache(
     cfg: DistillationConfig,
     fingerprint: str,
     *,
-    batch_size: int = 32,
+    batch_size: int = 128,
     progress: bool = True,
 ) -> TeacherCache:
-    """Run the teachers once over every chunk of `dataset` and store their top-k targets in `directory`."""
+    """Run the teachers once over every chunk of `dataset` and store their top-k targets in `directory`.
+
+    Why it is written this way: the corpus is thousands of batches, and a build that reads
+    each batch's results back synchronously leaves the device idle while the host copies
+    and writes. Here the targets are narrowed on the device (uint16/int32 ids, float16
+    log-probs), copied into pinned host buffers without blocking, and written to disk one
+    batch later, while the device already computes the next; the top-k mass is summed on
+    the device and read once at the end.
+    """
     k = cfg.teacher_cache_top_k
     if k is None:
         raise ValueError("distillation.teacher_cache_top_k is not set")
     vocab = teachers[0].get_output_embeddings().weight.size(0)
     shape = (len(dataset), dataset.seq_length, k)
     device = next(teachers[0].parameters()).device
-    mass_sum = 0.0
+    ids_dtype = np.uint16 if vocab <= 65536 else np.int32
     with atomic_directory(directory) as tmp:
-        ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=np.uint16 if vocab <= 65536 else np.int32,
-                                        shape=shape)
+        ids = np.lib.format.open_memmap(tmp / "ids.npy", mode="w+", dtype=ids_dtype, shape=shape)
         log_probs = np.lib.format.open_memmap(tmp / "log_probs.npy", mode="w+", dtype=np.float16, shape=shape)
+        staging = _Staging((min(batch_size, len(dataset)), dataset.seq_length, k), ids_dtype, device)
+        mass = torch.zeros((), dtype=torch.float64, device=device)
         for start in tqdm(range(0, len(dataset), batch_size), desc="teacher top-k cache", unit="batch",
                           disable=not progress):
             chunks = range(start, min(start + batch_size, len(dataset)))
-            input_ids = torch.stack([dataset[i]["input_ids"] for i in chunks]).to(device)
+            input_ids = torch.stack([dataset[i]["input_ids"] for i in chunks]).to(device, non_blocking=True)
             rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
             combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
             top_ids, top_log_probs = top_k_targets(combined, k)
-            mass_sum += float(top_log_probs.exp().sum())
-            ids[start:start + len(chunks)] = top_ids.reshape(len(chunks), dataset.seq_length, k).cpu().numpy()
-            floored = top_log_probs.clamp(min=LOG_PROB_FLOOR).reshape(len(chunks), dataset.seq_length, k)
-            log_probs[start:start + len(chunks)] = floored.cpu().numpy()
+            mass += top_log_probs.exp().sum(dtype=torch.float64)
+            floored = top_log_probs.clamp(min=LOG_PROB_FLOOR)
+            batch_shape = (len(chunks), dataset.seq_length, k)
+            staging.send(start, top_ids.reshape(batch_shape), floored.reshape(batch_shape), ids, log_probs)
+        staging.flush(ids, log_probs)
         ids.flush()
         log_probs.flush()
         meta = {
             "format": CACHE_FORMAT, "fingerprint": fingerprint, "shape": list(shape),
             "teachers": [str(t) for t in cfg.teachers], "temperature": cfg.temperature, "combine": cfg.combine,
-            "top_k": k, "top_k_mass": round(mass_sum / (shape[0] * shape[1]), 6),
+            "top_k": k, "top_k_mass": round(float(mass) / (shape[0] * shape[1]), 6),
         }
         atomic_write_json(tmp / "meta.json", meta)
         del ids, log_probs
@@ -157,6 +167,47 @@ def build_teacher_cache(
     loaded = load_teacher_cache(directory, fingerprint)
     assert loaded is not None, f"{directory} was just written"
     return dataclasses.replace(loaded, built=True)
+
+
+class _Staging:
+    """Two pinned host buffers: one batch's targets copy in while the previous batch's are written out."""
+
+    def __init__(self, shape: tuple[int, int, int], ids_dtype: type, device: torch.device) -> None:
+        pin = device.type == "cuda"
+        self.buffers = [
+            (torch.empty(shape, dtype=torch.from_numpy(np.empty(0, ids_dtype)).dtype, pin_memory=pin),
+             torch.empty(shape, dtype=torch.float16, pin_memory=pin))
+            for _ in range(2)
+        ]
+        self.device = device
+        self.turn = 0
+        self.pending: tuple[Any, int, int, int] | None = None  # (copied event, start, rows, buffer)
+
+    def send(self, start: int, top_ids: torch.Tensor, log_probs: torch.Tensor, ids_out: np.ndarray,
+             log_probs_out: np.ndarray) -> None:
+        """Start copying one batch to the host; write the previous one (its copy has finished by then)."""
+        ids_host, log_probs_host = self.buffers[self.turn]
+        n = top_ids.size(0)
+        ids_host[:n].copy_(top_ids.to(ids_host.dtype), non_blocking=True)
+        log_probs_host[:n].copy_(log_probs.to(torch.float16), non_blocking=True)
+        event = torch.cuda.Event() if self.device.type == "cuda" else None
+        if event is not None:
+            event.record()
+        self.flush(ids_out, log_probs_out)
+        self.pending = (event, start, n, self.turn)
+        self.turn = 1 - self.turn
+
+    def flush(self, ids_out: np.ndarray, log_probs_out: np.ndarray) -> None:
+        """Write the batch still in a host buffer (waiting for its copy only, not for later work)."""
+        if self.pending is None:
+            return
+        event, start, n, turn = self.pending
+        if event is not None:
+            event.synchronize()
+        ids_host, log_probs_host = self.buffers[turn]
+        ids_out[start:start + n] = ids_host[:n].numpy()
+        log_probs_out[start:start + n] = log_probs_host[:n].numpy()
+        self.pending = None
 
 
 def prepare_teacher_cache(

@@ -171,3 +171,22 @@ def test_cache_of_a_masking_teacher_at_k_equal_vocabulary_gives_a_finite_loss(tm
                                            normalization=normalization)
         (grad,) = torch.autograd.grad(loss, student)
         assert torch.isfinite(loss) and loss > 0 and torch.isfinite(grad).all(), normalization
+
+
+def test_cache_build_in_staged_batches_writes_every_chunk_once(cached_config, tmp_path: Path) -> None:
+    """Batches written one step late from two alternating host buffers: a batch size that does not
+    divide the chunks, or one larger than them, gives the same arrays and the same mass."""
+    from babykd.teachers import load_teachers
+    from babykd.training import load_data
+
+    data = load_data(cached_config)
+    cfg = cached_config.distillation
+    teachers = [t.eval() for t in load_teachers(cfg, data.tokenizer, cached_config.data.seq_length)]
+    built = {size: build_teacher_cache(tmp_path / str(size), data.train_dataset, teachers, cfg, "test",
+                                       batch_size=size, progress=False)
+             for size in (7, len(data.train_dataset) + 5)}
+    small, whole = built.values()
+    assert len(data.train_dataset) % 7 != 0
+    assert np.array_equal(small.ids, whole.ids) and np.array_equal(small.log_probs, whole.log_probs)
+    assert small.meta["top_k_mass"] == pytest.approx(whole.meta["top_k_mass"], abs=1e-6)
+    assert np.asarray(small.log_probs[-1]).min() < 0  # the last, short batch was written
