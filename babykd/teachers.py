@@ -35,8 +35,8 @@ def check_teacher_tokenizer(path: Path, teacher_tok: PreTrainedTokenizerBase, st
     """Same vocabulary (token -> id) and the same special-token ids, or a clear error."""
     if teacher_tok.get_vocab() != student_tok.get_vocab():
         raise TeacherMismatchError(
-            f"teacher {path}: its tokenizer differs from the student's ({vocabulary_difference(teacher_tok, student_tok)}); "
-            "distillation needs the same tokenizer"
+            f"teacher {path}: its tokenizer differs from the student's "
+            f"({vocabulary_difference(teacher_tok, student_tok)}); distillation needs the same tokenizer"
         )
     if _special_ids(teacher_tok) != _special_ids(student_tok):
         raise TeacherMismatchError(
@@ -52,11 +52,12 @@ def vocabulary_difference(teacher_tok: PreTrainedTokenizerBase, student_tok: Pre
     moved = sorted(token for token in teacher.keys() & student.keys() if teacher[token] != student[token])
     parts = []
     if moved:
-        examples = ", ".join(f"{t!r} is {teacher[t]} vs {student[t]}" for t in moved[:shown])
+        examples = ", ".join(f"{t!r}: teacher {teacher[t]}, student {student[t]}" for t in moved[:shown])
         parts.append(f"{len(moved)} tokens have other ids, e.g. {examples}")
     for side, tokens in (("teacher", teacher.keys() - student.keys()), ("student", student.keys() - teacher.keys())):
         if tokens:
-            parts.append(f"{len(tokens)} tokens only in the {side}'s, e.g. {', '.join(map(repr, sorted(tokens)[:shown]))}")
+            examples = ", ".join(map(repr, sorted(tokens)[:shown]))
+            parts.append(f"{len(tokens)} tokens only in the {side}'s, e.g. {examples}")
     return "; ".join(parts)
 
 
@@ -100,7 +101,9 @@ def resolved_layer_maps(
     return maps
 
 
-def check_logit_widths(cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]) -> None:
+def check_logit_widths(
+    cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
+) -> None:
     """Every teacher's logits as wide as the student's: one tokenizer, but an embedding of more rows
     (another `model.vocab_size`) would only fail at the first distillation step."""
     width = student.get_output_embeddings().weight.shape[0]

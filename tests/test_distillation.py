@@ -147,7 +147,8 @@ def test_teacher_problems_fail_before_training(tiny_config, tiny_teachers, tmp_p
         (other_vocab / file).write_text((tiny_teachers[0] / file).read_text())
     (other_vocab / "tokenizer.json").write_text(json.dumps(tokenizer_json))
     mismatch = recipe_config(tiny_config, recipe, "vocab", [other_vocab, tiny_teachers[1]])
-    with pytest.raises(TeacherMismatchError, match=f"tokenizer differs .*2 tokens have other ids, e.g. .*{a!r} is"):
+    ids = "teacher 30[01], student 30[01]"
+    with pytest.raises(TeacherMismatchError, match=f"tokenizer differs .*2 tokens have other ids, e.g. .*{a!r}: {ids}"):
         run_training(mismatch)
 
 

@@ -64,7 +64,8 @@ def data_dirs(
         return Path(tokenizer_dir), Path(cache_dir)
     if default_root is None:
         raise ValueError("prepare_data: give tokenizer_dir and cache_dir, or default_root")
-    name = f"{Path(corpus).name.removesuffix('.zip')}-{vocab_size}-min{min_frequency}-{text_fingerprint(documents)[:12]}"
+    stem = Path(corpus).name.removesuffix(".zip")
+    name = f"{stem}-{vocab_size}-min{min_frequency}-{text_fingerprint(documents)[:12]}"
     return (
         Path(tokenizer_dir or Path(default_root) / "tokenizers" / name),
         Path(cache_dir or Path(default_root) / "cache" / name),
