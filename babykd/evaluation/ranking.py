@@ -57,6 +57,8 @@ class Candidates:
     def __post_init__(self) -> None:
         if len(self.sentences) != len(self.completions) or len(self.sentences) < 2:
             raise ValueError(f"{self.uid}: need >= 2 sentences with one completion each, got {self}")
+        if not all(isinstance(text, str) for text in (*self.sentences, *self.completions)):
+            raise TypeError(f"{self.uid}: sentences must be strings, got {self.sentences!r}")
         for sentence, completion in zip(self.sentences, self.completions):
             if not sentence.endswith(completion):
                 raise ValueError(f"{self.uid}: completion {completion!r} is not the end of {sentence!r}")
