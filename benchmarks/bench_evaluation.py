@@ -4,6 +4,7 @@
     python benchmarks/bench_evaluation.py --model models/run/  # any checkpoint
     python benchmarks/bench_evaluation.py --max-items-per-subtask 3   # a CPU run in a couple of minutes
     python benchmarks/bench_evaluation.py --protocol 2025      # the whole 2025 zero-shot suite vs the official loop
+    python benchmarks/bench_evaluation.py --model M --against-official PIPELINE_DIR --fast   # vs the official code
 
 With ``--protocol 2025`` the reference is not minicons but a faithful
 re-implementation of the official 2025 pipeline's loops, timed in the same run
@@ -12,6 +13,13 @@ data order, one right-padded forward pass per candidate index, full-vocabulary
 log-softmax, phrase-mask sum (``sentence_zero_shot/compute_results.py``); for
 reading, one forward pass per word token (``reading/evaluation_functions.get_p2``).
 The figure is the ratio of per-item times, and the scores' largest difference.
+
+With ``--against-official PIPELINE_DIR`` (a checkout of babylm/evaluation-pipeline-2025, outside
+this repository) the reference is the official code itself, one process per task, against ours in
+one ``python -m babykd.evaluate`` process, decisions compared item by item (`official_2025.py`).
+A PIPELINE_DIR without the official code falls back to the re-implemented loops, and says so.
+Both 2025 modes end with a markdown table of the per-task ratios (the lease kit's
+evaluation-2025 stage reads the JSON lines; the table is for people).
 
 Prints one JSON line per measurement and a summary line; appends the summary
 (with device, versions, date and command) to benchmarks/results/evaluation.jsonl.
@@ -33,6 +41,8 @@ import argparse
 import io
 import json
 import os
+import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -50,11 +60,14 @@ from babykd.evaluation.scorer import score_items
 from babykd.evaluation.tasks import DEFAULT_TASKS, Item, Task, load_tasks
 from babykd.models import build_model
 from babykd.provenance import provenance
+from official_2025 import is_pipeline, run_against_official
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "evaluation.jsonl"
 #: The 2025 zero-shot tasks timed (COMPS' data is not available).
 SUITE_2025 = ("blimp_filtered", "blimp_supplement", "ewok_filtered", "entity_tracking", "wug_adj_nominalization",
               "wug_past_tense", "reading")
+#: Token budgets `--batch-plan` times.
+BATCH_PLAN_BUDGETS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 CORPUS_ZIP = Path(os.environ.get("BABYKD_SHARED", REPO_ROOT.parent / "shared")) / "corpus" / "substitute_10M.zip"
 
 
@@ -184,7 +197,7 @@ def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
     from babykd.evaluation.suite import load_candidates, make_source
     from babykd.evaluation.tasks import subsample
 
-    source = make_source(False, args.data_dir, args.suite_data)
+    source = make_source(args.fast, args.data_dir, args.suite_data)
     loaded = {t: load_candidates(t, source, args.max_items_per_subtask)[0] for t in SUITE_2025 if t != "reading"}
     where, raw = source.reading_csv()
     rows = reading.parse_reading_csv(raw, where)
@@ -210,10 +223,67 @@ def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(emit({"task": task, "items": len(items), "ours_s": round(t_ours, 3), "official_loop_s": round(t_ref, 3),
                           "speedup": round(t_ref / t_ours, 2), "max_abs_score_diff": diff, "same_decisions": same}))
     return {
-        "benchmark": "evaluation-2025", "model": model_name, "max_items_per_subtask": args.max_items_per_subtask,
+        "benchmark": "evaluation-2025", "model": model_name, "fast": args.fast,
+        "max_items_per_subtask": args.max_items_per_subtask,
+        "reference": "re-implementation of the official loops (same process)",
         "items": total_items, "ours_s": round(total_ours, 3), "official_loop_s": round(total_ref, 3),
         "speedup": round(total_ref / total_ours, 2), "threads": torch.get_num_threads(), "runs": runs,
     }
+
+
+def bench_official(args: argparse.Namespace) -> dict[str, Any]:
+    """Ours against the official code's processes on the same model and (subsampled) items."""
+    from babykd.evaluation.suite import make_source
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-official-"))
+    env = dict(os.environ)
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    print(f"official code: {args.against_official}; logs and predictions in {work}", file=sys.stderr)
+    source = make_source(args.fast, args.data_dir, args.suite_data)
+    _, summary = run_against_official(
+        args.against_official, str(args.model), source, SUITE_2025, work, limit=args.max_items_per_subtask,
+        device=args.device, batch_tokens=args.batch_tokens, env=env,
+    )
+    return {"benchmark": "evaluation-2025-official", "model": str(args.model), "fast": args.fast,
+            "max_items_per_subtask": args.max_items_per_subtask, "threads": args.threads, **summary}
+
+
+def bench_batch_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Tokens/s of our scorer at each token budget on the same requests (how the CPU default was chosen)."""
+    from babykd.evaluation.scorer import (
+        default_batch_tokens, encode_requests, item_pairs, loglikelihoods, max_sequence_length,
+    )
+
+    tasks = load_tasks(args.tasks, args.data_dir, args.max_items_per_subtask)
+    items = [item for task in tasks for sub in task.subtasks for item in sub.items]
+    model, tokenizer, model_name = load_model(args, items)
+    model.to(args.device).eval()
+    requests = encode_requests(tokenizer, item_pairs(items), max_sequence_length(model, tokenizer))
+    tokens = sum(len(r.tokens) - 1 for r in set(requests))
+    runs = []
+    for budget in BATCH_PLAN_BUDGETS:
+        _, seconds = timed(args.repeats, loglikelihoods, model, requests, batch_tokens=budget, progress=False)
+        runs.append(emit({"batch_tokens": budget, "seconds": round(seconds, 3),
+                          "tokens_per_s": round(tokens / seconds)}))
+    return {"benchmark": "evaluation-batch-plan", "model": model_name, "tokens": tokens,
+            "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": model.config.vocab_size,
+            "default_batch_tokens": default_batch_tokens(model, torch.device(args.device)),
+            "threads": torch.get_num_threads(), "runs": runs}
+
+
+def ratio_table(summary: dict[str, Any]) -> str:
+    """The per-task ratios as a markdown table (what benchmarks/README.md records)."""
+    lines = [f"reference: {summary['reference']}", "",
+             "| task | items | reference s | ours s | ratio | same decisions |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['task']} | {r['items']:,} | {r['official_loop_s']} | {r['ours_s']} | {r['speedup']}× | "
+              f"{r['same_decisions']:.2%} |" for r in summary["runs"]]
+    lines += [f"| {r['task']} | {r['items']:,} | not compared: {r['error']} | | | |" for r in summary.get("failed", [])]
+    lines.append(f"| **suite** | {summary['items']:,} | {summary['official_loop_s']} | {summary['ours_s']} | "
+                 f"{summary['speedup']}× | |")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -233,13 +303,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--protocol", choices=("2024", "2025"), default="2024",
                         help="2024: BLiMP/supplement/EWoK vs minicons; 2025: the whole zero-shot suite vs the official loops")
     parser.add_argument("--suite-data", type=Path, default=None, help="the 2025 evaluation zip (protocol 2025)")
+    parser.add_argument("--against-official", type=Path, metavar="PIPELINE_DIR",
+                        help="a checkout of babylm/evaluation-pipeline-2025: its code is the reference (protocol 2025)")
+    parser.add_argument("--fast", action="store_true", help="protocol 2025: the fast sets (default: full)")
+    parser.add_argument("--work-dir", type=Path, help="with --against-official: where data, logs and predictions go")
+    parser.add_argument("--batch-plan", action="store_true",
+                        help="time our scorer at each token budget on --tasks (how the CPU default is chosen)")
     args = parser.parse_args(argv)
+    if args.against_official is not None:
+        args.protocol = "2025"
+        if args.model is None:
+            parser.error("--against-official needs --model: a saved checkpoint both pipelines load")
     if args.max_items_per_subtask is None and args.device == "cpu":
         args.max_items_per_subtask = 3
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.batch_plan:
+        return append_summary(args.results, emit({**bench_batch_plan(args), **provenance(torch_device=args.device)}))
     if args.protocol == "2025":
-        return append_summary(args.results, emit({**bench_2025(args), **provenance(torch_device=args.device)}))
+        official = args.against_official is not None and is_pipeline(args.against_official)
+        if args.against_official is not None and not official:
+            print(f"no official code in {args.against_official} (evaluation_pipeline/sentence_zero_shot/run.py): "
+                  "falling back to the re-implementation of the official loops", flush=True)
+        summary = bench_official(args) if official else bench_2025(args)
+        record = append_summary(args.results, emit({**summary, **provenance(torch_device=args.device)}))
+        print(ratio_table(record), flush=True)
+        return record
 
     tasks = load_tasks(args.tasks, args.data_dir, args.max_items_per_subtask)
     items = [item for task in tasks for sub in task.subtasks for item in sub.items]
