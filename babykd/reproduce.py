@@ -1,6 +1,6 @@
 """Reproduce the results table: teachers -> baselines -> distilled students -> evaluation -> RESULTS.md.
 
-`python -m babykd.reproduce [CORPUS] --budget tiny|lease|fast|full --seeds N` (or
+`python -m babykd.reproduce [CORPUS] --budget tiny|lease|cpu|fast|full --seeds N` (or
 `scripts/reproduce.sh`). Every stage is skipped when its output exists, so a
 rerun after a crash or a lost lease continues where it stopped. A budget
 (`config/reproduce/<budget>.yaml`) scales the published recipes and may run a
@@ -10,8 +10,11 @@ and evaluation: the CPU check CI runs for budgets too big for a CPU.
 
 Teachers are trained once (seed 0); baselines and students once per seed, as
 `<name>-seed<k>`. A student's teachers are the seed-0 runs of the models its
-recipe names. Outputs beside RESULTS.md: the figure (`.png`) and the table as
-CSV (`.csv`), no weights, so a GPU lease can bring the whole report back.
+recipe names. Every model is scored by the 2025 protocol on the tasks of the
+budget's `evaluation:` (full or fast sets); a task that cannot be scored is
+reported by name and the others kept. Outputs beside RESULTS.md: the figure
+(`.png`) and the table as CSV (`.csv`), no weights, so a GPU lease can bring
+the whole report back.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import yaml
 
 from babykd import REPO_ROOT
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_run_config, read_yaml
+from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
 from babykd.provenance import file_sha256, provenance
 
 logger = logging.getLogger(__name__)
@@ -57,7 +62,7 @@ BUDGETS_DIR = REPO_ROOT / "config" / "reproduce"
 #: Per-stage wall times, kept next to the runs (merged across reruns).
 STAGE_TIMES = "stage_times.json"
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "substitute_10M.zip"
-#: Comparisons the generated paragraph reports: (label, model A, model B).
+#: Comparisons a budget reports unless it declares its own: (label, model A, model B).
 COMPARISONS = (
     ("working hidden-state term vs as-published", "PalenkaLlama1-58M-strict-L0.1-H0.5",
      "PalenkaLlama1-58M-strict-L0.1-H0.5-as-published"),
@@ -67,9 +72,43 @@ COMPARISONS = (
 )
 
 
+#: Tasks where each item is a choice between two candidates, so chance is 0.5.
+PAIR_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
+
+
 @dataclass
 class EvaluationBudget:
+    """What every model is scored on, by the 2025 protocol: the same code as `babykd.evaluate`, so the
+    reproduction's numbers are the ones a submission would report (fast: the sets the official pipeline
+    scores intermediate checkpoints on; max_items_per_subtask: an evenly spaced subset, None for all)."""
+
+    tasks: list[str] = field(default_factory=lambda: list(EVAL_TASKS))
+    fast: bool = False
     max_items_per_subtask: int | None = None
+
+    def validate(self, where: str) -> None:
+        unknown = [task for task in self.tasks if task not in SUITE_TASKS]
+        if not self.tasks or unknown:
+            raise ConfigError(f"{where}: evaluation.tasks: {unknown or 'empty'}: choose from {', '.join(SUITE_TASKS)}")
+        if self.fast and (full_only := FULL_ONLY & set(self.tasks)):
+            raise ConfigError(f"{where}: evaluation.tasks: {', '.join(sorted(full_only))} has no fast set "
+                              "(evaluation.fast: true)")
+        if self.max_items_per_subtask is not None and self.max_items_per_subtask < 1:
+            raise ConfigError(f"{where}: evaluation.max_items_per_subtask must be >= 1 (or null: every item)")
+
+    @property
+    def columns(self) -> list[str]:
+        """The tasks' results.json keys (`<task>_fast` for fast sets), which are also the table's columns."""
+        return [result_name(task, self.fast) for task in self.tasks]
+
+
+@dataclass
+class Comparison:
+    """A paired-by-seed difference the findings report: `a` − `b`, two recipes of the plan."""
+
+    label: str
+    a: str
+    b: str
 
 
 @dataclass
@@ -97,6 +136,8 @@ class Budget:
     models: dict[str, str] = field(default_factory=dict)
     distillation_overrides: list[str] = field(default_factory=list)
     evaluation: EvaluationBudget = field(default_factory=EvaluationBudget)
+    #: Default: the published question's comparisons (every recipe of them is in the default plan).
+    comparisons: list[Comparison] = field(default_factory=lambda: [Comparison(*c) for c in COMPARISONS])
 
     def validate(self, where: str) -> None:
         for role in self.role_overrides:
@@ -110,9 +151,18 @@ class Budget:
         for name, path in self.models.items():
             if not (REPO_ROOT / path).is_file():
                 raise ConfigError(f"{where}: models.{name}: {path} not found")
+        self.evaluation.validate(where)
+        planned = {*self.plan.teachers, *self.plan.baselines, *self.plan.students}
+        for index, comparison in enumerate(self.comparisons):
+            for side in ("a", "b"):
+                if getattr(comparison, side) not in planned:
+                    raise ConfigError(f"{where}: comparisons[{index}].{side}: {getattr(comparison, side)!r} "
+                                      "is not trained by this budget's plan")
 
     def shrunk(self, tiny: "Budget") -> "Budget":
-        """This budget's plan and role structure with `tiny`'s data, models, steps and evaluation (the CPU smoke).
+        """This budget's plan, role structure and tasks with `tiny`'s data, models, steps and items per subtask.
+
+        The smoke scores this budget's own tasks (a few items each), so CI exercises its evaluation path.
 
         `tiny`'s overrides go after this budget's role overrides, so they win; this budget's own
         every-run overrides (its data and batch sizes) are dropped.
@@ -121,7 +171,8 @@ class Budget:
             self, description=f"{self.description} — smoke: {tiny.description}", overrides=[],
             role_overrides={role: [*self.role_overrides.get(role, []), *tiny.overrides] for role in ROLES},
             models=tiny.models, distillation_overrides=[*self.distillation_overrides, *tiny.distillation_overrides],
-            evaluation=tiny.evaluation,
+            evaluation=dataclasses.replace(self.evaluation,
+                                           max_items_per_subtask=tiny.evaluation.max_items_per_subtask),
         )
 
 
@@ -223,28 +274,39 @@ def run_stages(stages: Sequence[Stage], budget: Budget, corpus: Path, out_root: 
         print(f"{prefix}: finished in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def evaluate_runs(run_dirs: Sequence[Path], budget: Budget, eval_data: Path | None, out_root: Path) -> None:
-    """Score every finished run on the three tasks unless its results file already has them."""
+def evaluate_runs(run_dirs: Sequence[Path], evaluation: EvaluationBudget, eval_data: Path | None,
+                  suite_data: Path | None, out_root: Path) -> None:
+    """Score every finished run on the budget's tasks that its results file does not hold yet.
+
+    A task that fails (missing data, an input longer than a position table) is written to the results
+    file's "errors" and printed; the model's other tasks are kept, and a rerun tries only the failed ones.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from babykd.evaluation import evaluate_model
+    from babykd.evaluate import one_line
     from babykd.evaluation.report import read_results, write_results
-    from babykd.evaluation.tasks import load_tasks
+    from babykd.evaluation.suite import evaluate_suite, make_source
 
     clock = StageClock(out_root)
     device = "cuda" if _cuda() else "cpu"
-    tasks = None  # read and parsed once, for the first model that needs them
+    source = make_source(evaluation.fast, eval_data, suite_data)
     for run_dir in run_dirs:
         results_path = run_dir / "eval" / "results.json"
-        if results_path.exists() and set(EVAL_TASKS) <= set(read_results(results_path)["tasks"]):
+        done = read_results(results_path)["tasks"] if results_path.exists() else {}
+        todo = [task for task in evaluation.tasks if result_name(task, evaluation.fast) not in done]
+        if not todo:
             continue
-        print(f"evaluating {run_dir.name}", flush=True)
+        print(f"evaluating {run_dir.name}: {', '.join(todo)}", flush=True)
         started = time.perf_counter()
-        tasks = tasks or load_tasks(EVAL_TASKS, eval_data, budget.evaluation.max_items_per_subtask)
         model = AutoModelForCausalLM.from_pretrained(run_dir).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(run_dir)
-        results = evaluate_model(model, tokenizer, tasks, model_name=str(run_dir), progress=False)
-        write_results(results_path, results)
+        entries, _, failures = evaluate_suite(
+            model, AutoTokenizer.from_pretrained(run_dir), todo, source,
+            max_items_per_subtask=evaluation.max_items_per_subtask, progress=False, keep_going=True,
+        )
+        errors = {result_name(task, evaluation.fast): one_line(exc) for task, exc in failures.items()}
+        for task, why in errors.items():
+            print(f"  {run_dir.name}: {task} not scored: {why}", flush=True)
+        write_results(results_path, {"model": str(run_dir), "protocol": "2025", "tasks": entries, "errors": errors})
         clock.record(f"evaluate {run_dir.name}", time.perf_counter() - started)
 
 
@@ -271,6 +333,7 @@ class ModelRow:
     seeds: list[int] = field(default_factory=list)
     words_seen: int | None = None  # provenance `words_seen` of the first seed's run
     lineage_words_seen: int | None = None  # provenance `lineage_words_seen` (teachers' words included)
+    errors: list[str] = field(default_factory=list)  # "<run>: <task>: why" of each task a run could not score
 
     def mean(self, key: str) -> float:
         return statistics.fmean(self.scores[key])
@@ -292,7 +355,8 @@ def _optional_int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
-def collect_rows(stages: Sequence[Stage], out_root: Path) -> list[ModelRow]:
+def collect_rows(stages: Sequence[Stage], out_root: Path, columns: Sequence[str]) -> list[ModelRow]:
+    """One row per recipe over its seeds; a task a run could not score is nan there and named in `errors`."""
     from babykd.evaluation.report import read_results
 
     rows: dict[str, ModelRow] = {}
@@ -302,17 +366,19 @@ def collect_rows(stages: Sequence[Stage], out_root: Path) -> list[ModelRow]:
         if not results_path.exists():
             continue
         prov = json.loads((run_dir / "provenance.json").read_text())
-        tasks = read_results(results_path)["tasks"]
+        results = read_results(results_path)
+        tasks = results["tasks"]
         row = rows.setdefault(stage.recipe, ModelRow(
             stage.recipe, stage.role, prov["parameters"], _tokens_seen(run_dir, prov["global_steps"]),
-            0.0, {key: [] for key in (*EVAL_TASKS, DEV_CE)}, {t: tasks[t]["stderr"] for t in EVAL_TASKS},
+            0.0, {key: [] for key in (*columns, DEV_CE)}, {t: tasks.get(t, {}).get("stderr") for t in columns},
             words_seen=_optional_int(prov.get("words_seen")),
             lineage_words_seen=_optional_int(prov.get("lineage_words_seen")),
         ))
         row.wall_time_s += prov["wall_time_s"]
         row.seeds.append(stage.seed)
-        for task in EVAL_TASKS:
-            row.scores[task].append(tasks[task]["score"])
+        for task in columns:
+            row.scores[task].append(float(tasks.get(task, {}).get("score", math.nan)))
+        row.errors += [f"{stage.run_name}: {task}: {why}" for task, why in results.get("errors", {}).items()]
         row.scores[DEV_CE].append(float((prov.get("final_metrics") or {}).get("eval_loss", math.nan)))
     for row in rows.values():
         row.wall_time_s /= len(row.seeds)
@@ -335,12 +401,12 @@ def _words(row: ModelRow) -> str:
     return f"{show(row.words_seen)} / {show(row.lineage_words_seen)}"
 
 
-def markdown(rows: Sequence[ModelRow]) -> str:
+def markdown(rows: Sequence[ModelRow], columns: Sequence[str]) -> str:
     head = ("| model | role | parameters | training tokens | words seen (model / lineage) | wall time (s) | "
-            + " | ".join((DEV_CE, *EVAL_TASKS)) + " | seeds |")
+            + " | ".join((DEV_CE, *columns)) + " | seeds |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for row in rows:
-        cells = " | ".join(_cell(row, t) for t in (DEV_CE, *EVAL_TASKS))
+        cells = " | ".join(_cell(row, t) for t in (DEV_CE, *columns))
         lines.append(
             f"| {row.label} | {row.role} | {row.parameters:,} | {row.train_tokens:,} | {_words(row)} | "
             f"{row.wall_time_s:.0f} | {cells} | {len(row.seeds)} |"
@@ -384,19 +450,19 @@ def _describe(key: str, result: Paired) -> str:
             f"{result.favour_a}/{result.n} seeds favour it; {verdict})")
 
 
-def findings(rows: Sequence[ModelRow]) -> str:
+def findings(rows: Sequence[ModelRow], comparisons: Sequence[Comparison], columns: Sequence[str]) -> str:
     """A paragraph generated from the numbers: which differences exceed the seed-to-seed noise."""
     by_label = {row.label: row for row in rows}
     sentences = []
     rule = ("differences are paired by seed (A − B on the same seed); one counts as real when |mean Δ| exceeds "
             "twice its standard error over seeds (sd(Δ)/√n). Lower dev CE is better")
-    for label, a, b in COMPARISONS:
-        if a not in by_label or b not in by_label:
+    for comparison in comparisons:
+        if comparison.a not in by_label or comparison.b not in by_label:
             continue
-        parts = [_describe(key, result) for key in (DEV_CE, *EVAL_TASKS)
-                 if (result := paired(by_label[a], by_label[b], key)) is not None]
+        parts = [_describe(key, result) for key in (DEV_CE, *columns)
+                 if (result := paired(by_label[comparison.a], by_label[comparison.b], key)) is not None]
         if parts:
-            sentences.append(f"{label}: " + "; ".join(parts) + ".")
+            sentences.append(f"{comparison.label}: " + "; ".join(parts) + ".")
     teachers = [row for row in rows if row.role == "teacher"]
     baselines = [row for row in rows if row.role == "baseline"]
     students = [row for row in rows if row.role == "student"]
@@ -410,8 +476,11 @@ def findings(rows: Sequence[ModelRow]) -> str:
                 f"Teacher {teacher.label} reached dev CE {teacher.mean(DEV_CE):.3f} against {baseline.label} "
                 f"(no teachers) {baseline.mean(DEV_CE):.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
                 + f": {'lower' if margin > 0 else 'not lower'} by {abs(margin):.3f} nats.")
-    for task in EVAL_TASKS if teachers and students else ():
-        best = max(students, key=lambda r: r.mean(task))
+    for task in columns if teachers else ():
+        scored = [row for row in students if not math.isnan(row.mean(task))]
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: r.mean(task))
         spread = best.sd(task)
         beaten = [f"{t.label} by {(best.mean(task) - t.mean(task)) * 100:.1f} points"
                   + ("" if math.isnan(spread) else
@@ -422,6 +491,35 @@ def findings(rows: Sequence[ModelRow]) -> str:
             + (f"beats {', '.join(beaten)}." if beaten else "does not beat any teacher.")
         )
     return f"Rule: {rule}.\n\n" + "\n".join(f"- {s}" for s in sentences)
+
+
+def unigram_dev_ce(config: RunConfig) -> float:
+    """Dev CE of the train split's unigram model (add-one smoothed) on `config`'s dev chunks, predicted tokens only.
+
+    The floor a model must beat to have learned more than word frequencies: a budget whose models sit near it
+    is too small to show any difference between recipes.
+    """
+    from babykd.training import load_data
+
+    data = load_data(config)
+    counts = np.bincount(np.asarray(data.train_dataset.tokens), minlength=len(data.tokenizer)) + 1
+    log_p = np.log(counts) - np.log(counts.sum())
+    targets = np.concatenate([item["input_ids"][1:].numpy() for item in data.eval_dataset])
+    return float(-log_p[targets].mean())
+
+
+def baselines(rows: Sequence[ModelRow], unigram_ce: float, columns: Sequence[str]) -> str:
+    """Whether the models learned anything at all: dev CE against the unigram model's, pair tasks against chance."""
+    above = [row.label for row in rows if not row.mean(DEV_CE) < unigram_ce]  # nan: not shown to be below
+    lines = [f"- Unigram model of the train split (add-one smoothed, this budget's tokenizer) on seed 0's dev "
+             f"chunks: {DEV_CE} {unigram_ce:.3f}. "
+             + (f"Not below it: {', '.join(above)}." if above else "Every model is below it.")]
+    for column in columns:
+        if column.removesuffix("_fast") in PAIR_TASKS:
+            at_chance = [row.label for row in rows if not row.mean(column) > 0.5]
+            verdict = f"mean at or below it: {', '.join(at_chance)}." if at_chance else "every model's mean is above it."
+            lines.append(f"- {column}: chance is 0.5 (two candidates per item); {verdict}")
+    return "\n".join(lines)
 
 
 def stage_times_table(out_root: Path) -> str:
@@ -439,15 +537,15 @@ def stage_times_table(out_root: Path) -> str:
     return "\n".join(lines)
 
 
-def csv_table(rows: Sequence[ModelRow]) -> str:
+def csv_table(rows: Sequence[ModelRow], columns: Sequence[str]) -> str:
     """One line per run (model × seed): the figures behind the table, for plotting or statistics elsewhere."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "role", "seed", "parameters", "train_tokens", "words_seen", "lineage_words_seen",
-                     "dev_ce", *EVAL_TASKS])
+                     "dev_ce", *columns])
     for row in rows:
         for index, seed in enumerate(row.seeds):
-            values = [row.scores[key][index] for key in (DEV_CE, *EVAL_TASKS)]
+            values = [row.scores[key][index] for key in (DEV_CE, *columns)]
             writer.writerow([row.label, row.role, seed, row.parameters, row.train_tokens,
                              "" if row.words_seen is None else row.words_seen,
                              "" if row.lineage_words_seen is None else row.lineage_words_seen,
@@ -455,16 +553,18 @@ def csv_table(rows: Sequence[ModelRow]) -> str:
     return buffer.getvalue()
 
 
-def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path,
-                 out_root: Path, results_path: Path, wall_s: float) -> None:
+def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path, out_root: Path,
+                 results_path: Path, wall_s: float, unigram_ce: float) -> None:
     """RESULTS.md with its figure (.png) and table (.csv) beside it."""
     from babykd.evaluation.report import plot_results
 
     figure, table = results_path.with_suffix(".png"), results_path.with_suffix(".csv")
+    columns, evaluation = budget.evaluation.columns, budget.evaluation
     records = [{"model": r.label, "tasks": {t: {"score": r.mean(t), "stderr": None if math.isnan(r.sd(t)) else r.sd(t)}
-                                            for t in EVAL_TASKS}} for r in rows]
+                                            for t in columns}} for r in rows]
     atomic_write_bytes(figure, plot_results(records))
-    atomic_write_text(table, csv_table(rows))
+    atomic_write_text(table, csv_table(rows, columns))
+    errors = [error for row in rows for error in row.errors]
     prov = provenance(corpus=str(corpus), corpus_sha256=file_sha256(corpus))
     role_overrides = "; ".join(f"{role}: `{' '.join(values)}`" for role, values in budget.role_overrides.items() if values)
     text = "\n".join([
@@ -474,20 +574,27 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
         f"`{' '.join(budget.overrides) or 'none'}`; per role: {role_overrides or 'none'}; architectures replaced: "
         f"{', '.join(f'{k}→{v}' for k, v in budget.models.items()) or 'none'}; "
         f"distillation overrides: `{' '.join(budget.distillation_overrides) or 'none'}`; "
-        f"evaluation items per subtask: {budget.evaluation.max_items_per_subtask or 'all'}.",
+        f"evaluation: 2025 protocol, {'fast' if evaluation.fast else 'full'} sets of {', '.join(evaluation.tasks)}, "
+        f"items per subtask: {evaluation.max_items_per_subtask or 'all'}.",
         "",
-        f"Scores: mean ± sd over seeds (item-level stderr of the first seed's run in parentheses); {DEV_CE}: the "
+        f"Scores: mean ± sd over seeds (item-level stderr of the first seed's run in parentheses where the task "
+        f"reports one); {DEV_CE}: the "
         "student's plain cross-entropy on the dev split (nats per token). Teachers are trained once. Wall time "
         "is training only, mean per seed. Words seen: the provenance's `words_seen` / `lineage_words_seen` "
         f"(n/a where a run did not record them). Per-run figures: `{table.name}`.",
         "",
-        markdown(rows),
+        markdown(rows, columns),
         "",
         f"![results]({figure.name})",
         "",
+        *(["## Tasks not scored", "", *(f"- {error}" for error in errors), ""] if errors else []),
+        "## Baselines",
+        "",
+        baselines(rows, unigram_ce, columns),
+        "",
         "## Findings",
         "",
-        findings(rows),
+        findings(rows, budget.comparisons, columns),
         "",
         "## Wall time per stage",
         "",
@@ -514,7 +621,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="the budget's plan at the tiny budget's models, steps and evaluation (a CPU check)")
     parser.add_argument("--out", type=Path, help="where runs go (default models/reproduce-<budget>)")
     parser.add_argument("--results", type=Path, help="RESULTS.md path (default <out>/RESULTS.md)")
-    parser.add_argument("--eval-data", type=Path, help="evaluation data dir (default ../shared/evaluation_data)")
+    parser.add_argument("--eval-data", type=Path,
+                        help="full BLiMP/supplement/EWoK sets, 2024 layout (default ../shared/evaluation_data)")
+    parser.add_argument("--suite-data", type=Path,
+                        help="the BabyLM 2025 evaluation zip or folder (default ../shared/evaluation_data_2025.zip)")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
 
@@ -530,11 +640,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_root = (args.out or REPO_ROOT / "models" / f"reproduce-{name}").resolve()
     stages = plan(seeds, budget.plan)
     started = time.perf_counter()
-    run_stages(stages, budget, args.corpus.resolve(), out_root)
-    evaluate_runs([out_root / s.run_name for s in stages], budget, args.eval_data, out_root)
+    corpus = args.corpus.resolve()
+    run_stages(stages, budget, corpus, out_root)
+    evaluate_runs([out_root / s.run_name for s in stages], budget.evaluation, args.eval_data, args.suite_data, out_root)
     results_path = args.results or out_root / "RESULTS.md"
-    write_report(collect_rows(stages, out_root), name, budget, args.corpus.resolve(), out_root, results_path,
-                 time.perf_counter() - started)
+    unigram_ce = unigram_dev_ce(stage_config(stages[0], budget, corpus, out_root))
+    write_report(collect_rows(stages, out_root, budget.evaluation.columns), name, budget, corpus, out_root,
+                 results_path, time.perf_counter() - started, unigram_ce)
     print(results_path.read_text())
     print(f"reproduction ({name}, {seeds} seeds) done in {time.perf_counter() - started:.0f} s: {results_path}")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the results table: tokenizer -> teachers -> baselines -> students -> evaluation
-# -> RESULTS.md + .csv + figure. Usage: scripts/reproduce.sh [CORPUS] [--budget tiny|lease|fast|full] [--seeds N]
+# -> RESULTS.md + .csv + figure. Usage: scripts/reproduce.sh [CORPUS] [--budget tiny|lease|cpu|fast|full] [--seeds N]
 # [--smoke] (a budget's plan at the tiny budget's sizes, a CPU check). CORPUS defaults to
 # ../shared/corpus/substitute_10M.zip. Rerunning continues where it stopped. On a GPU lease machine use
 # benchmarks/gpu_lease.sh --reproduce OUT (it supplies the data from the carried pack).

@@ -1,7 +1,8 @@
-"""The reproduction pipeline end to end at the tiny budget: stages, skip-on-rerun, table, findings."""
+"""The reproduction pipeline end to end at tiny scale: stages, skip-on-rerun, table, baselines, findings."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,23 +13,28 @@ from conftest import shared_or_skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("budget, extra", [("tiny", []), ("lease", ["--smoke"])], ids=["tiny", "lease-smoke"])
-def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_path: Path, capsys, budget: str,
-                                                             extra: list[str]) -> None:
-    """The tiny budget, and the lease budget's plan at tiny scale (`--smoke`), through the same pipeline."""
-    eval_data = shared_or_skip("evaluation_data")
+@pytest.mark.parametrize("budget", ["lease", "cpu"], ids=["lease-smoke", "cpu-smoke"])
+def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_path: Path, capsys, budget: str) -> None:
+    """A budget's plan and tasks at tiny scale (`--smoke`): lease's 2025-protocol BLiMP/EWoK on full sets, cpu's
+    whole fast 2025 suite (entity tracking, WUG, reading), each through the pipeline a real study runs."""
+    eval_data, suite_data = shared_or_skip("evaluation_data"), shared_or_skip("evaluation_data_2025.zip")
     out = tmp_path / "runs"
-    args = [str(demo_corpus.corpus_dir), "--budget", budget, *extra, "--seeds", "2", "--out", str(out),
-            "--eval-data", str(eval_data)]
+    args = [str(demo_corpus.corpus_dir), "--budget", budget, "--smoke", "--seeds", "2", "--out", str(out),
+            "--eval-data", str(eval_data), "--suite-data", str(suite_data)]
     reproduce.main(args)
     text = (out / "RESULTS.md").read_text()
     assert (out / "RESULTS.png").stat().st_size > 1000
-    recipes = reproduce.load_budget(budget).plan
+    loaded = reproduce.load_budget(budget)
+    recipes, columns = loaded.plan, loaded.evaluation.columns
     rows = [line for line in text.splitlines() if any(f" | {role} | " in line for role in reproduce.ROLES)]
     assert len(rows) == len(recipes.teachers) + len(recipes.baselines) + len(recipes.students)
+    assert f"| dev CE | {' | '.join(columns)} | seeds |" in text
+    assert "## Tasks not scored" not in text and not any("n/a" in row.split(" | ", 6)[-1] for row in rows)
     student = next(line for line in rows if line.startswith("| BabyLlama1-58M-strict |"))
     assert " ± " in student and student.rstrip().endswith("| 2 |")  # mean ± sd over 2 seeds
-    assert "working hidden-state term vs as-published" in text and "paired seeds" in text
+    assert all(f"{c.label}: dev CE" in text for c in loaded.comparisons) and "paired seeds" in text
+    assert "Unigram model of the train split" in text and "chance is 0.5" in text
+    assert "Teacher GPT2-705M-strict reached dev CE" in text  # against the student alone
     assert "corpus_sha256" in text and "git_commit" in text and "training.max_steps=8" in text
     assert "## Wall time per stage" in text and "| evaluate every model |" in text
     per_run = (out / "RESULTS.csv").read_text().splitlines()
@@ -51,7 +57,7 @@ def test_plan_orders_teachers_before_students() -> None:
 
 
 def test_budgets_validate_and_students_point_at_trained_teachers(tmp_path: Path) -> None:
-    assert {"tiny", "lease", "fast", "full"} <= set(reproduce.budget_names())
+    assert {"tiny", "lease", "fast", "full", "cpu"} <= set(reproduce.budget_names())
     for name in reproduce.budget_names():
         reproduce.load_budget(name)
     stage = reproduce.Stage("DistilledGPT-44M-strict", "student", 1)
@@ -80,15 +86,44 @@ def test_lease_budget_trains_teachers_longer_and_every_recipe_of_the_question() 
     assert configs["AuxDSKD-Llama-58M-strict-seed0"].distillation.aux_layers == [1, 2, 3]
 
 
-def test_a_budget_naming_an_unknown_recipe_or_role_fails_with_file_and_key(tmp_path: Path, monkeypatch) -> None:
+def test_cpu_budget_pairs_four_recipes_on_the_same_batches_under_bigger_teachers() -> None:
+    """Per seed the four runs differ only in their loss: same student, init seed, data, batch and steps."""
+    from babykd.models import SUITE_LONGEST_INPUT, build_model, count_parameters
+
+    budget = reproduce.load_budget("cpu")
+    stages = reproduce.plan(3, budget.plan)
+    assert len(stages) == 2 + 3 * 4
+    configs = {s.run_name: reproduce.stage_config(s, budget, Path("/corpus.zip"), Path("/runs"))
+               for s in stages if s.seed == 1 or s.role == "teacher"}
+    seed1 = [c for name, c in configs.items() if name.endswith("seed1")]
+    assert len(seed1) == 4 and all(c.training.seed == 1 for c in seed1)
+    assert len({(repr(c.model), repr(c.data), c.training.max_steps, c.training.batch_size) for c in seed1}) == 1
+    student = count_parameters(build_model(seed1[0].model))
+    for teacher in (configs[name] for name in budget.plan.teachers):
+        assert count_parameters(build_model(teacher.model)) > 1.5 * student
+        assert teacher.training.max_steps > seed1[0].training.max_steps
+    assert configs["GPT2-705M-strict"].model.max_position_embeddings >= SUITE_LONGEST_INPUT
+    working = configs["PalenkaLlama1-58M-strict-L0.1-H0.5-seed1"].distillation
+    ablated = configs["PalenkaLlama1-58M-strict-L0.1-H0-seed1"].distillation
+    assert working.weights.hidden > 0 and ablated.weights.hidden == 0
+    assert dataclasses.replace(working, weights=ablated.weights) == ablated  # nothing else differs
+    assert budget.evaluation.fast and "entity_tracking_fast" in budget.evaluation.columns
+
+
+@pytest.mark.parametrize("text, error", [
+    ("plan: {students: [NoSuchRecipe]}", r"bad.yaml: plan: student recipe 'NoSuchRecipe' not found"),
+    ("role_overrides: {teachers: [training.lr=1]}", r"bad.yaml: role_overrides.teachers: not a role"),
+    ("evaluation: {tasks: [blimp, entity_tracking]}", r"bad.yaml: evaluation.tasks: \['blimp'\]: choose from"),
+    ("evaluation: {tasks: [comps], fast: true}", r"bad.yaml: evaluation.tasks: comps has no fast set"),
+    ("comparisons: [{label: x, a: BabyLlama1-58M-strict, b: NoSuchRecipe}]",
+     r"bad.yaml: comparisons\[0\].b: 'NoSuchRecipe' is not trained by this budget's plan"),
+], ids=["recipe", "role", "task", "fast", "comparison"])
+def test_a_bad_budget_fails_with_file_and_key(tmp_path: Path, monkeypatch, text: str, error: str) -> None:
     from babykd.config import ConfigError
 
     monkeypatch.setattr(reproduce, "BUDGETS_DIR", tmp_path)
-    (tmp_path / "bad.yaml").write_text("description: x\nplan: {students: [NoSuchRecipe]}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: plan: student recipe 'NoSuchRecipe' not found"):
-        reproduce.load_budget("bad")
-    (tmp_path / "bad.yaml").write_text("description: x\nrole_overrides: {teachers: [training.lr=1]}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: role_overrides.teachers: not a role"):
+    (tmp_path / "bad.yaml").write_text(f"description: x\n{text}\n")
+    with pytest.raises(ConfigError, match=error):
         reproduce.load_budget("bad")
 
 
@@ -107,13 +142,13 @@ def test_table_columns_line_up_and_findings_pair_differences_by_seed() -> None:
         _row("PalenkaLlama1-58M-strict-L0.1-H0.5-as-published", "student", [0.60, 0.62, 0.61], [3.9, 4.0, 4.1]),
         _row("PalenkaLlama1-58M-strict-L0.1-H0.5", "student", [0.70, 0.71, 0.69], [3.8, 4.05, 4.0]),
     ]
-    table = reproduce.markdown(rows).splitlines()
+    table = reproduce.markdown(rows, reproduce.EVAL_TASKS).splitlines()
     assert len({line.count("|") for line in table}) == 1  # header, separator and rows: same column count
     assert "words seen (model / lineage) | wall time (s) | dev CE |" in table[0]
     assert table[2].startswith("| GPT2-705M-strict | teacher | 1,000 | 2,000 | 10,000,000 / 10,000,000 | 1 | 3.000 |")
     assert table[5].startswith("| PalenkaLlama1-58M-strict-L0.1-H0.5 | student | 1,000 | 2,000 | n/a / n/a | 1 | "
                                "3.950 ± 0.132 | 0.700 ± 0.010 (0.0100)")
-    text = reproduce.findings(rows)
+    text = reproduce.findings(rows, reproduce.load_budget("full").comparisons, reproduce.EVAL_TASKS)
     # scores per seed: +0.10, +0.09, +0.08 -> mean 9.0 points, sd 1.0: far above its standard error
     assert "blimp_filtered +9.00 points (3 paired seeds, sd 1.00; 3/3 seeds favour it; exceeds seed noise: better)" in text
     # dev CE per seed: -0.1, +0.05, -0.1 -> mean -0.05, sd 0.087, 2·SE 0.1: not above it
@@ -125,7 +160,7 @@ def test_table_columns_line_up_and_findings_pair_differences_by_seed() -> None:
 
 def test_csv_has_one_line_per_run_and_leaves_missing_figures_empty() -> None:
     rows = [_row("A", "student", [0.5, 0.6], [3.0, 3.1], (100, 200)), _row("B", "teacher", [0.7])]
-    lines = reproduce.csv_table(rows).splitlines()
+    lines = reproduce.csv_table(rows, reproduce.EVAL_TASKS).splitlines()
     assert lines[0] == "model,role,seed,parameters,train_tokens,words_seen,lineage_words_seen,dev_ce," + \
         ",".join(reproduce.EVAL_TASKS)
     assert lines[1] == "A,student,0,1000,2000,100,200,3,0.5,0.5,0.5"
@@ -137,3 +172,25 @@ def test_zero_seeds_is_an_error_not_the_budget_default(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--seeds must be at least 1"):
         reproduce.main([str(tmp_path), "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
+
+
+def test_unigram_baseline_is_add_one_smoothed_on_predicted_dev_tokens(monkeypatch) -> None:
+    """Train tokens [0, 0, 1] over 3 types: p = (3, 2, 1)/6; the dev chunk [0, 1, 2] predicts its last two."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    import babykd.training
+
+    data = SimpleNamespace(train_dataset=SimpleNamespace(tokens=np.array([0, 0, 1])), tokenizer=[0, 1, 2],
+                           eval_dataset=[{"input_ids": torch.tensor([0, 1, 2])}])
+    monkeypatch.setattr(babykd.training, "load_data", lambda config: data)
+    assert reproduce.unigram_dev_ce(None) == pytest.approx(-(math.log(2 / 6) + math.log(1 / 6)) / 2)
+
+
+def test_baselines_name_the_models_not_below_the_unigram_model_or_chance() -> None:
+    rows = [_row("A", "student", [0.6, 0.6], [3.0, 3.1]), _row("B", "student", [0.5, 0.49], [6.5, 6.4])]
+    text = reproduce.baselines(rows, 6.0, reproduce.EVAL_TASKS)
+    assert "dev CE 6.000. Not below it: B." in text
+    assert "- blimp_filtered: chance is 0.5 (two candidates per item); mean at or below it: B." in text
