@@ -78,3 +78,9 @@ def test_bf16_without_a_gpu_is_a_one_line_config_error(tiny_config, tmp_path: Pa
     config = tiny_config(LLAMA, "bf16-on-cpu", "training.precision=bf16")
     assert train_command(config, tmp_path).startswith("config error: training.precision=bf16 needs a CUDA GPU")
     assert not (config.output.run_dir / "run_config.yaml").exists()
+
+
+def test_evaluation_data_missing_at_training_start_is_one_line(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(LLAMA, "no-eval-data", "evaluation.tasks=[blimp_filtered]", f"evaluation.data_dir={tmp_path}")
+    assert train_command(config, tmp_path).startswith("error: ")
+    assert not (config.output.run_dir / "run_config.yaml").exists()

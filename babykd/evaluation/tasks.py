@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from babykd import REPO_ROOT
+from babykd.errors import UserError
 
 #: Official task name -> folder under the evaluation data directory (BabyLM 2024 layout).
 TASK_FOLDERS: dict[str, str] = {
@@ -41,7 +42,7 @@ _LAYOUTS: tuple[tuple[str | None, str, str], ...] = (
 )
 
 
-class TaskDataError(ValueError):
+class TaskDataError(UserError, ValueError):
     """Evaluation data is missing or malformed; the message names the file (and line)."""
 
 
