@@ -2,7 +2,7 @@
 
     python -m babykd.submission RUN_DIR [--out DIR] [--skip-glue] [--dtype bf16] [--track strict]
     python -m babykd.submission RUN_DIR --stage fast --index 3     # one unit (what a SLURM array task runs)
-    python -m babykd.submission RUN_DIR --list glue                # the units of a stage, one per line
+    python -m babykd.submission RUN_DIR --list fast glue           # the units of stages: "STAGE NAME" lines
     python -m babykd.submission --check FILE [--track strict-small]
 
 Why one command: the submission needs the fast suite of every ``chck_*``
@@ -253,7 +253,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also copy the submission file here (default: RUN_DIR/eval only)")
     parser.add_argument("--stage", choices=STAGES, help="run this stage only (collate: collate and validate)")
     parser.add_argument("--index", type=int, help="with --stage: only its unit number N (a SLURM array task id)")
-    parser.add_argument("--list", choices=STAGES[:4], help="print the units of a stage, one per line, and exit")
+    parser.add_argument("--list", nargs="+", choices=STAGES[:4], help="print 'STAGE NAME' per unit of these stages, and exit")
     parser.add_argument("--skip-glue", action="store_true", help="no GLUE fine-tuning (its part stays missing)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="zero-shot and AoA scoring (fp32: official)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -292,10 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_main(args)
     try:
         if args.list:
-            units, notes = stage_units(args, args.list)
-            for note in notes:
-                print(note, file=sys.stderr)
-            print("\n".join(u.name for u in units))
+            for stage in args.list:
+                units, notes = stage_units(args, stage)
+                for note in notes:
+                    print(note, file=sys.stderr)
+                for unit in units:
+                    print(f"{stage} {unit.name}")
             return 0
         stages = [args.stage] if args.stage else list(STAGES)
         plan, notes = [], []

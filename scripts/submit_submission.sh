@@ -26,10 +26,10 @@ babykd_split_items "$@"
 babykd_absolute_paths BABYKD_EVAL_DATA BABYKD_EVAL_DATA_2025
 babykd_submit_setup "$dry_run"
 
-# array_of STAGE RUN: "0-(N-1)" for the N units of STAGE, "" when it has none.
+# array_of STAGE: "0-(N-1)" for the N units of STAGE in $units ("STAGE NAME" lines), "" when it has none.
 array_of() {
     local n
-    n=$("$BABYKD_PYTHON" -m babykd.submission "$2" --list "$1" "${BABYKD_OPTIONS[@]}" | grep -c .) || true
+    n=$(grep -c "^$1 " <<<"$units") || true
     ((n == 0)) || echo "0-$((n - 1))"
 }
 
@@ -41,11 +41,12 @@ for name in "${BABYKD_ITEMS[@]}"; do
     [[ -d $run ]] || run=$BABYKD_MODELS/$name
     [[ -f $run/config.json ]] || babykd_die "no trained model at $run (train '$name' first)"
     run=$(realpath "$run")
-    revisions=$(array_of fast "$run")
+    units=$("$BABYKD_PYTHON" -m babykd.submission "$run" --list fast glue "${BABYKD_OPTIONS[@]}") || exit 2
+    revisions=$(array_of fast)
     fast=$([[ -z $revisions ]] || stage fast "" "$revisions")
     full=$(stage full "" "")
     aoa=$(stage aoa "$full${fast:+:$fast}" "")
-    glue_tasks=$(array_of glue "$run")
+    glue_tasks=$(array_of glue)
     glue=$([[ -z $glue_tasks ]] || stage glue "$full" "$glue_tasks")
     after=$full:$aoa${fast:+:$fast}${glue:+:$glue}
     collate=$(stage collate "$after" "")
