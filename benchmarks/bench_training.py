@@ -810,7 +810,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.warmup = options.warmup if options.warmup is not None else (5 if published else 1)
     if options.warmup < 1 and any(s in TRAINING_SCENARIOS for s in options.scenarios):
         raise SystemExit("--warmup must be >= 1 for training scenarios (the clock starts at the end of a step)")
-    options.modes = options.modes or (["reference", "ours", "ours+compile"] if device == "cuda" else ["reference", "ours"])
+    default_modes = ["reference", "ours", "ours+compile"] if device == "cuda" else ["reference", "ours"]
+    options.modes = options.modes or default_modes
     name = device_name()
     ctx = Context(options, device, name, peak_tflops(name, options.peak_tflops), PeakMemory(device))
     env = {**provenance(), "peak_bf16_tflops": ctx.peak}

@@ -306,8 +306,8 @@ def run(out: Path, pack_dir: Path, smoke: bool, eval_model: Path | None, only: S
         env = child_environment(unpack(pack_dir, Path(tmp) / "shared"))  # checks the pack before anything runs
         out.mkdir(parents=True, exist_ok=True)
         append_lines(results, [{"event": "kit", "mode": "smoke" if smoke else "lease", "python": sys.version.split()[0],
-                                "stages": [s.name for s in stages], "budget_s": budget_s,
-                                "not_in_lease": NOT_IN_LEASE, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
+                                "stages": [s.name for s in stages], "budget_s": budget_s, "not_in_lease": NOT_IN_LEASE,
+                                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
         with open(out / LOG, "a", encoding="utf-8") as log:
             for stage in stages:
                 stage = dataclasses.replace(stage, limit_s=limits.get(stage.name, stage.limit_s))

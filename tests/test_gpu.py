@@ -38,7 +38,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from babykd import REPO_ROOT
 from babykd.training import is_finished, run_training
 from conftest import shared_or_skip
 from test_distillation import RECIPES, recipe_config

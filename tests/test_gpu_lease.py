@@ -11,7 +11,6 @@ others, and the summary never shows a figure that has no record behind it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

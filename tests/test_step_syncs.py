@@ -116,7 +116,8 @@ def test_a_pretraining_step_reads_nothing_from_the_device(tiny_config) -> None:
 
 def test_an_offline_distillation_step_reads_nothing_from_the_device(tiny_config, tiny_teachers) -> None:
     """The teacher cache's path: top-k targets from the batch, widened on the device, the sparse KL."""
-    config = recipe_config(tiny_config, Path("config/runs/distill/BabyLlama1-58M-strict.yaml"), "syncs-cached", tiny_teachers, *STEPS,
+    recipe = Path("config/runs/distill/BabyLlama1-58M-strict.yaml")
+    config = recipe_config(tiny_config, recipe, "syncs-cached", tiny_teachers, *STEPS,
                            "distillation.teacher_cache_top_k=8", "distillation.kl_normalization=token")
     counts = syncs_in_one_step(config)
     print("cached", dict(counts))

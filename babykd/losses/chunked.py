@@ -71,7 +71,8 @@ def chunked_soft_target_kl(
     _check_rows(student, teachers, weights)
     chunk = chunk_rows or default_chunk_rows(student)
     return _SoftTargetKL.apply(
-        student, weights, _needs_gradient(student), float(temperature), combine, _floored(divisor, student), chunk, *teachers
+        student, weights, _needs_gradient(student), float(temperature), combine, _floored(divisor, student), chunk,
+        *teachers,
     )
 
 
@@ -122,7 +123,7 @@ def kl_chunk(
 def ce_chunk(
     student_rows: Tensor, targets: Tensor, weights: Tensor | None, scale: Tensor | None
 ) -> tuple[Tensor, Tensor | None]:
-    """One chunk: ``Σ w·(−log softmax(s)[target])`` and, when `scale` is given, ``scale·(softmax(s) − onehot(target))``."""
+    """One chunk: ``Σ w·(−log softmax(s)[target])`` and, with `scale`, ``scale·(softmax(s) − onehot(target))``."""
     log_probs = torch.log_softmax(student_rows.float(), dim=-1)
     targets = targets.unsqueeze(1)
     total = -_weighted_sum(log_probs.gather(1, targets).squeeze(1), weights)
@@ -272,5 +273,6 @@ def _check_rows(student: Tensor, teachers: Sequence[Tensor], weights: Tensor | N
             )
     if weights is not None and (weights.shape != (student.size(0),) or not weights.is_floating_point()):
         raise ValueError(
-            f"weights must be one float per row ({student.size(0)}), got {weights.dtype} of shape {tuple(weights.shape)}"
+            f"weights must be one float per row ({student.size(0)}), "
+            f"got {weights.dtype} of shape {tuple(weights.shape)}"
         )

@@ -61,7 +61,8 @@ def soft_target_kl_sum(
     if weights is None:
         kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="sum", log_target=True)
     else:
-        kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1).mul(weights).sum()
+        per_row = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1)
+        kl = per_row.mul(weights).sum()
     return kl * temperature**2
 
 
