@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from babykd import evaluate
+from babykd.evaluation import aoa, finetune
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
 from babykd.evaluation.report import read_results, weights_fingerprint
 from babykd.evaluation.submission import FULL_KEYS, collate_submission, predictions_path, track_revisions
@@ -104,13 +106,12 @@ def revisions_of(run_dir: Path) -> list[str]:
 
 
 def _common(args: argparse.Namespace) -> list[str]:
+    """The options every scoring command of a unit takes from ours."""
     out = ["--dtype", args.dtype] + (["--device", args.device] if args.device else [])
     return out + (["--no-progress"] if args.no_progress else [])
 
 
 def fast_units(args: argparse.Namespace) -> list[Unit]:
-    from babykd import evaluate
-
     units, missing = [], missing_suite_data(args, fast=True)
     for name in revisions_of(args.run_dir):
         argv = [str(args.run_dir), "--tasks", "all", "--fast", "--revision", name, *args.suite_args, *_common(args)]
@@ -122,8 +123,6 @@ def fast_units(args: argparse.Namespace) -> list[Unit]:
 
 def full_unit(args: argparse.Namespace) -> tuple[Unit, list[str]]:
     """The final model's whole zero-shot suite, and a note per task whose data is absent."""
-    from babykd import evaluate
-
     argv = [str(args.run_dir), "--tasks", "all", *args.suite_args, *_common(args)]
     results = args.run_dir / "eval" / "results.json"
     missing = missing_suite_data(args, fast=False)
@@ -134,8 +133,6 @@ def full_unit(args: argparse.Namespace) -> tuple[Unit, list[str]]:
 
 def aoa_unit(args: argparse.Namespace) -> Unit:
     """AoA over the track's revisions; a run without all of them (a demo's scaled schedule) over those it has, unofficially."""
-    from babykd.evaluation import aoa
-
     wanted, found = track_revisions(args.track), revisions_of(args.run_dir)
     absent = [r for r in wanted if r not in found]
     revisions = list(wanted) if not absent else found
@@ -158,8 +155,6 @@ def aoa_unit(args: argparse.Namespace) -> Unit:
 
 def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
     """(one unit per GLUE task whose data is here, why each other task is not run)."""
-    from babykd.evaluation import finetune
-
     suite = SuiteData(args.suite_data)
     units, notes = [], []
     for name, task in GLUE_TASKS.items():
