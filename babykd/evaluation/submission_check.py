@@ -188,10 +188,10 @@ def check_submission(data: Any, track: str = "strict-small") -> Problems:
 
 
 def check_file(path: str | os.PathLike, track: str = "strict-small") -> Problems:
-    """`check_submission` of a file; an unreadable file is one problem naming it."""
+    """`check_submission` of a file; an unreadable file is one problem (the caller names the file)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [f"{path}: not a readable JSON file ({exc})"]
+        return [f"not a readable JSON file ({exc})"]
     return check_submission(data, track)
