@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from babykd import losses
 from babykd.config import DistillationConfig
@@ -67,9 +67,7 @@ def load_teachers(
     """Load every teacher checkpoint (ours or any causal LM) after checking it fits the student."""
     teachers = []
     for name in cfg.teachers:
-        path = Path(name)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"teacher checkpoint not found: {path} (expected a directory with config.json)")
+        path = teacher_dir(name)
         check_teacher_tokenizer(path, AutoTokenizer.from_pretrained(path), student_tokenizer)
         teacher = AutoModelForCausalLM.from_pretrained(path)
         positions = max_positions(teacher.config)
@@ -101,17 +99,26 @@ def resolved_layer_maps(
     return maps
 
 
-def check_logit_widths(
-    cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
-) -> None:
-    """Every teacher's logits as wide as the student's: one tokenizer, but an embedding of more rows
-    (another `model.vocab_size`) would only fail at the first distillation step."""
-    width = student.get_output_embeddings().weight.shape[0]
-    for path, teacher in zip(cfg.teachers, teachers):
-        teacher_width = teacher.get_output_embeddings().weight.shape[0]
-        if teacher_width != width:
+def teacher_dir(name: str) -> Path:
+    """A teacher checkpoint's folder, or the error that names the missing one."""
+    path = Path(name)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"teacher checkpoint not found: {path} (expected a directory with config.json)")
+    return path
+
+
+def check_logit_widths(cfg: DistillationConfig, vocab_size: int) -> None:
+    """Every teacher's logits as wide as the student's (`model.vocab_size`), read from its config.
+
+    One tokenizer but an embedding of more rows would only fail at the first distillation
+    step, with online teachers or with their cached top-k targets alike; the config is read,
+    not the weights, so both paths are checked before any teacher is loaded.
+    """
+    for name in cfg.teachers:
+        width = AutoConfig.from_pretrained(teacher_dir(name)).vocab_size
+        if width != vocab_size:
             raise TeacherMismatchError(
-                f"teacher {path}: its logits cover {teacher_width} token ids, the student's {width} "
+                f"teacher {name}: its logits cover {width} token ids, the student's {vocab_size} "
                 "(model.vocab_size): distil into a student of the teacher's vocab_size"
             )
 
@@ -120,7 +127,6 @@ def build_distillation_modules(
     cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
 ) -> losses.DistillationModules:
     """The trainable extras a method needs (projections, aux heads), in one module for the optimizer."""
-    check_logit_widths(cfg, student, teachers)
     student_layers, student_width = model_layers_and_width(student.config)
     teacher_widths = [model_layers_and_width(t.config)[1] for t in teachers]
     projections = contrastive = aux = None

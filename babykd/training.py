@@ -43,7 +43,7 @@ from babykd.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
 from babykd.words_seen import WordsSeen
 from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
-from babykd.teachers import build_distillation_modules, load_teachers
+from babykd.teachers import build_distillation_modules, check_logit_widths, load_teachers
 from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -221,6 +221,8 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
 
     teachers: list[PreTrainedModel] = []
     train_dataset = data.train_dataset
+    if config.distillation is not None:
+        check_logit_widths(config.distillation, config.model.vocab_size)
     if config.distillation is not None and config.distillation.teacher_cache_top_k is not None:
         with args.main_process_first(local=False, desc="teacher top-k cache"):  # one writer
             cache = prepare_teacher_cache(config.distillation, data.train_dataset, data.tokenizer,

@@ -112,6 +112,8 @@ LATE_FAILURES = {
     "evaluation-task-name": ((LLAMA, *SHORT, "evaluation.tasks=[blimp_filtered]"),
                              escaped_validation("evaluation", tasks=["no_such_task"]), TaskDataError, "no_such_task"),
     "teacher-logit-width": ((*DISTIL,), "resized", TeacherMismatchError, "logits cover 2016 token ids, the student's 2000"),
+    "cached-teacher-logit-width": ((*DISTIL, "distillation.weights.hidden=0", "distillation.teacher_cache_top_k=8"),
+                                   "resized", TeacherMismatchError, "logits cover 2016 token ids"),
     "layer-map-vs-depth": ((*DISTIL, "distillation.layer_maps=[{0: 0, 9: 3}, {0: 0, 4: 3}]"), None,
                            TeacherMismatchError, r"layer_maps\[0\]: .*teacher layer 9"),
     "seq-length-vs-teacher-positions": ((*DISTIL, "data.seq_length=300", "model.max_position_embeddings=512"), None,
