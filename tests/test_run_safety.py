@@ -29,7 +29,7 @@ from babykd.rules import RulesError
 from babykd.run_lock import LOCK_FILE, FolderInUseError, folder_lock
 from babykd.run_start import RunFolderError, resume_changes
 from babykd.teachers import TeacherMismatchError
-from babykd.trainer import COMPLETE_MARKER, last_complete_checkpoint
+from babykd.trainer import last_complete_checkpoint
 from babykd.training import PROVENANCE_FILE, is_finished, run_training
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"
