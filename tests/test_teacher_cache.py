@@ -17,7 +17,8 @@ from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, spar
 from babykd.teacher_cache import (
     IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, build_teacher_cache, cache_fingerprint, prepare_teacher_cache,
 )
-from babykd.training import load_data, run_training
+from babykd.training import load_data
+from test_step_syncs import syncs_in_one_step
 from tests.test_distillation import STUDENT, teacher_overrides
 
 BABYLLAMA = "config/runs/distill/BabyLlama1-58M-strict.yaml"
@@ -102,7 +103,9 @@ def test_cache_holds_the_live_teachers_top_k_and_is_reused(cached_config, tiny_t
 
 
 def test_student_trains_on_cached_targets(cached_config) -> None:
-    result = run_training(cached_config)
+    """Also: a step of the offline path (targets widened on the device, the sparse KL) reads nothing from it."""
+    counts, result = syncs_in_one_step(cached_config)
+    assert not counts, f"offline KD: host-device syncs in a training step: {dict(counts)}"
     logged = [entry for entry in result.history if "loss" in entry]
     assert all("loss_kl" in entry for entry in logged)
     assert logged[-1]["loss_ce"] < logged[0]["loss_ce"] - 0.5
@@ -182,11 +185,11 @@ def test_cache_build_in_staged_batches_writes_every_chunk_once(cached_config, tm
     data = load_data(cached_config)
     cfg = cached_config.distillation
     teachers = [t.eval() for t in load_teachers(cfg, data.tokenizer, cached_config.data.seq_length)]
-    built = {size: build_teacher_cache(tmp_path / str(size), data.train_dataset, teachers, cfg, "test",
-                                       batch_size=size, progress=False)
-             for size in (7, len(data.train_dataset) + 5)}
+    chunks = ChunkDataset(data.train_dataset.tokens[: 40 * 32], 32)  # 40 chunks: a second's work
+    built = {size: build_teacher_cache(tmp_path / str(size), chunks, teachers, cfg, "test", batch_size=size,
+                                       progress=False)
+             for size in (7, 64)}
     small, whole = built.values()
-    assert len(data.train_dataset) % 7 != 0
     assert np.array_equal(small.ids, whole.ids) and np.array_equal(small.log_probs, whole.log_probs)
     assert small.meta["top_k_mass"] == pytest.approx(whole.meta["top_k_mass"], abs=1e-6)
     assert np.asarray(small.log_probs[-1]).min() < 0  # the last, short batch was written
