@@ -147,7 +147,8 @@ class Budget:
                             ("student", self.plan.students)):
             for name in names:
                 if not Stage(name, role, 0).config_path.is_file():
-                    raise ConfigError(f"{where}: plan: {role} recipe {name!r} not found at {Stage(name, role, 0).config_path}")
+                    raise ConfigError(
+                        f"{where}: plan: {role} recipe {name!r} not found at {Stage(name, role, 0).config_path}")
         for name, path in self.models.items():
             if not (REPO_ROOT / path).is_file():
                 raise ConfigError(f"{where}: models.{name}: {path} not found")
@@ -517,7 +518,8 @@ def baselines(rows: Sequence[ModelRow], unigram_ce: float, columns: Sequence[str
     for column in columns:
         if column.removesuffix("_fast") in PAIR_TASKS:
             at_chance = [row.label for row in rows if not row.mean(column) > 0.5]
-            verdict = f"mean at or below it: {', '.join(at_chance)}." if at_chance else "every model's mean is above it."
+            verdict = (f"mean at or below it: {', '.join(at_chance)}." if at_chance
+                       else "every model's mean is above it.")
             lines.append(f"- {column}: chance is 0.5 (two candidates per item); {verdict}")
     return "\n".join(lines)
 
@@ -566,7 +568,8 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
     atomic_write_text(table, csv_table(rows, columns))
     errors = [error for row in rows for error in row.errors]
     prov = provenance(corpus=str(corpus), corpus_sha256=file_sha256(corpus))
-    role_overrides = "; ".join(f"{role}: `{' '.join(values)}`" for role, values in budget.role_overrides.items() if values)
+    role_overrides = "; ".join(f"{role}: `{' '.join(values)}`"
+                               for role, values in budget.role_overrides.items() if values)
     text = "\n".join([
         f"# Results — budget `{budget_name}`",
         "",

@@ -62,7 +62,8 @@ def test_budgets_validate_and_students_point_at_trained_teachers(tmp_path: Path)
         reproduce.load_budget(name)
     stage = reproduce.Stage("DistilledGPT-44M-strict", "student", 1)
     config = reproduce.stage_config(stage, reproduce.load_budget("tiny"), tmp_path / "corpus", tmp_path)
-    assert config.distillation.teachers == [str(tmp_path / "GPT2-44M-strict-seed0"), str(tmp_path / "Llama-60M-strict-seed0")]
+    assert config.distillation.teachers == [str(tmp_path / "GPT2-44M-strict-seed0"),
+                                            str(tmp_path / "Llama-60M-strict-seed0")]
     assert config.output.name == "DistilledGPT-44M-strict-seed1" and config.training.seed == 1
     assert config.model.name == "tiny-gpt2"
 
@@ -150,7 +151,8 @@ def test_table_columns_line_up_and_findings_pair_differences_by_seed() -> None:
                                "3.950 ± 0.132 | 0.700 ± 0.010 (0.0100)")
     text = reproduce.findings(rows, reproduce.load_budget("full").comparisons, reproduce.EVAL_TASKS)
     # scores per seed: +0.10, +0.09, +0.08 -> mean 9.0 points, sd 1.0: far above its standard error
-    assert "blimp_filtered +9.00 points (3 paired seeds, sd 1.00; 3/3 seeds favour it; exceeds seed noise: better)" in text
+    assert ("blimp_filtered +9.00 points (3 paired seeds, sd 1.00; 3/3 seeds favour it; exceeds seed noise: better)"
+            in text)
     # dev CE per seed: -0.1, +0.05, -0.1 -> mean -0.05, sd 0.087, 2·SE 0.1: not above it
     assert "dev CE -0.05 nats (3 paired seeds, sd 0.09; 2/3 seeds favour it; within seed noise)" in text
     assert "Teacher GPT2-705M-strict reached dev CE 3.000 against Llama-58M-strict (no teachers) 4.100 ± 0.100: " \
