@@ -145,7 +145,7 @@ class TrainingConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0  #: 0: no clipping
+    max_grad_norm: float | None = 1.0  #: 0 or null: no clipping
     seed: int = 0
     logging_steps: int = 50
     eval_steps: int | None = None
@@ -177,8 +177,10 @@ class TrainingConfig:
                 raise ConfigError(f"{where}: training.{key} must be in [0, 1), got {getattr(self, key)}")
         if self.adam_epsilon <= 0:
             raise ConfigError(f"{where}: training.adam_epsilon must be positive, got {self.adam_epsilon}")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"{where}: training.max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm}")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ConfigError(
+                f"{where}: training.max_grad_norm must be >= 0 or null (no clipping), got {self.max_grad_norm}"
+            )
         # 0 steps would silently mean "never" to the Trainer: no log, no checkpoint to resume from.
         _at_least_one(where, "training", logging_steps=self.logging_steps, save_steps=self.save_steps,
                       eval_steps=self.eval_steps, save_total_limit=self.save_total_limit)

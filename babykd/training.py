@@ -100,7 +100,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         adam_beta1=t.adam_beta1,
         adam_beta2=t.adam_beta2,
         adam_epsilon=t.adam_epsilon,
-        max_grad_norm=t.max_grad_norm,
+        max_grad_norm=t.max_grad_norm or 0.0,  # HF's "no clipping"
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,

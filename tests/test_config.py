@@ -20,6 +20,7 @@ from babykd.config import (
     load_run_config,
     parse_overrides,
 )
+from babykd.training import training_arguments
 
 RUN_CONFIGS = sorted((REPO_ROOT / "config" / "runs").rglob("*.yaml"))
 MODEL_CONFIGS = sorted((REPO_ROOT / "config" / "models").glob("*.yaml"))
@@ -225,6 +226,8 @@ def test_out_of_range_settings_are_refused_at_load(minimal_run: Path, override: 
 
 
 def test_a_name_that_looks_like_a_number_stays_as_written_and_numbers_still_parse(minimal_run: Path) -> None:
-    config = load_run_config(minimal_run, ["output.name=1e3", "training.lr=1e-4", "training.save_total_limit=null"])
+    config = load_run_config(minimal_run, ["output.name=1e3", "training.lr=1e-4", "training.save_total_limit=null",
+                                           "training.max_grad_norm=null"])
     assert config.output.name == "1e3" and config.output.run_dir.name == "1e3"
     assert config.training.lr == pytest.approx(1e-4) and config.training.save_total_limit is None
+    assert config.training.max_grad_norm is None and training_arguments(config, Path("run")).max_grad_norm == 0.0
