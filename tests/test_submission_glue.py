@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
 import numpy as np
 import pytest
 
+from babykd import REPO_ROOT
 from babykd.evaluation import finetune as ft
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
 from babykd.evaluation.suite_data import SuiteData
@@ -56,3 +64,25 @@ def test_the_command_deletes_a_finished_tasks_state(checkpoint, tmp_path):  # no
              "--output", str(tmp_path / "results.json")])
     assert not (checkpoint / "eval" / ft.RESUME_DIR / "rte.pt").exists()
     assert (checkpoint / "eval" / ft.RESUME_DIR).is_dir()  # the state was written there while the task ran
+
+
+def test_a_signalled_job_stops_and_its_rerun_resumes_the_task(checkpoint, tmp_path):  # noqa: F811
+    """scripts/eval-submission.slurm under plain bash: SIGUSR1 (SLURM's time-limit warning) stops it, the same command resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint, run, ignore=shutil.ignore_patterns("eval"))
+    suite = write_glue(tmp_path / "suite", {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}})
+    env = {**os.environ, "BABYKD_EVAL_DATA_2025": str(suite), "OMP_NUM_THREADS": "1"}
+    command = ["bash", str(REPO_ROOT / "scripts" / "eval-submission.slurm"), str(run), "--stage", "glue", "--epochs", "150",
+               "--no-progress", "--device", "cpu"]
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = run / "eval" / ft.RESUME_DIR / "rte.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job.send_signal(signal.SIGUSR1)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode != 0 and "run the same command again to resume" in err, err
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"rte: resuming after epoch \d+ of 150", done.stderr), done.stderr
+    assert "glue rte: finished in" in done.stdout and not state.exists()
