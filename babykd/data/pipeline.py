@@ -51,7 +51,7 @@ class PreparedData:
 
 def data_dirs(
     corpus: str | Path, tokenizer_dir: str | Path | None, cache_dir: str | Path | None,
-    default_root: str | Path | None, vocab_size: int, documents: dict[str, list[str]], min_frequency: int = 2,
+    default_root: str | Path | None, vocab_size: int, documents: dict[str, list[str]], min_frequency: int,
 ) -> tuple[Path, Path]:
     """The tokenizer and cache folders: as given, else under `default_root` keyed by the text itself.
 
