@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-_groups: dict[int, dist.ProcessGroup | None] = {}
+#: (the default group it was made for, the host group): a new default group gets a new host group.
+_cached: tuple[dist.ProcessGroup, dist.ProcessGroup | None] | None = None
 
 
 def host_group() -> dist.ProcessGroup | None:
@@ -22,10 +23,11 @@ def host_group() -> dist.ProcessGroup | None:
 
     Created once per default group, lazily, by every process at the same call (a collective).
     """
+    global _cached
     world = dist.distributed_c10d._get_default_group()
-    if id(world) not in _groups:
-        _groups[id(world)] = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
-    return _groups[id(world)]
+    if _cached is None or _cached[0] is not world:
+        _cached = (world, None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo"))
+    return _cached[1]
 
 
 def host_all_reduce(values: Sequence[int], op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> list[int]:
