@@ -37,6 +37,7 @@ from babykd import evaluate
 from babykd.evaluation import aoa, finetune
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
 from babykd.evaluation.report import read_results, weights_fingerprint
+from babykd.evaluation.scorer import DTYPES
 from babykd.evaluation.submission import FULL_KEYS, collate_submission, predictions_path, track_revisions
 from babykd.evaluation.submission_check import check_file
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, make_source, result_name
@@ -250,7 +251,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--index", type=int, help="with --stage: only its unit number N (a SLURM array task id)")
     parser.add_argument("--list", nargs="+", choices=STAGES[:4], help="print 'STAGE NAME' per unit of these stages, and exit")
     parser.add_argument("--skip-glue", action="store_true", help="no GLUE fine-tuning (its part stays missing)")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="zero-shot and AoA scoring (fp32: official)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="zero-shot and AoA scoring (fp32: official)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--data-dir", type=Path, help="BLiMP/supplement/EWoK full sets (as babykd.evaluate --data-dir)")
     parser.add_argument("--suite-data", type=Path, help="the BabyLM 2025 evaluation zip or folder (as babykd.evaluate)")
@@ -263,6 +264,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give RUN_DIR, or --check FILE")
     if args.index is not None and args.stage is None:
         parser.error("--index needs --stage")
+    for flag, least in (("epochs", 1), ("max_train_examples", 1), ("index", 0)):
+        if getattr(args, flag) is not None and getattr(args, flag) < least:
+            parser.error(f"--{flag.replace('_', '-')} must be at least {least}")
     if args.run_dir is not None and not (args.run_dir / "config.json").is_file():
         parser.error(f"{args.run_dir}: no final model here (config.json); train the run first")
     args.suite_args = [*(["--data-dir", str(args.data_dir)] if args.data_dir else []),
