@@ -27,9 +27,11 @@ from babykd.evaluation.scorer import (
     token_logprobs,
 )
 
-#: A candidate batch may attend over this many times the token budget of cached prefix: a cached
-#: slot costs attention and memory only, far less than a computed token (layers, LM head).
-SUFFIX_SPAN = 4
+#: On the CPU a candidate batch may span this many times the token budget of cached prefix: a
+#: cached slot costs attention and a copy only, far less than a computed token, and fewer passes
+#: save per-pass overhead. On a GPU the span is 1: the budget is sized by memory there, and the
+#: copied cache of a 58M Llama weighs as much per token as its fp32 logits.
+CPU_SUFFIX_SPAN = 4
 
 KeyValues = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -117,7 +119,7 @@ def prefix_scores(
             kv, mask = _prefix_cache(model, [groups[i][0].tokens[: shared[i]] for i in batch], device, keep_arg)
             rows = [(b, int(shared[i]), r) for b, i in enumerate(batch) for r in groups[i]]
             width = int(shared[batch].max()) + max(len(r.tokens) - p for _, p, r in rows)
-            step = max(1, SUFFIX_SPAN * budget // width)
+            step = max(1, (1 if device.type == "cuda" else CPU_SUFFIX_SPAN) * budget // width)
             for start in range(0, len(rows), step):
                 outputs.append(_candidate_logprobs(model, kv, mask, rows[start:start + step], device))
                 bar.update(len(rows[start:start + step]))

@@ -128,7 +128,14 @@ def encode_requests(
 
 
 def default_batch_tokens(model: torch.nn.Module, device: torch.device) -> int:
-    """A token budget per batch: on GPU, fp32 logits of about 2 GiB; on CPU, cache-sized batches."""
+    """A token budget per batch: on GPU, fp32 logits of about 2 GiB; on CPU, 512 tokens, as measured.
+
+    CPU: `bench_evaluation.py --batch-plan` and an interleaved A/B in one process (2026-12-03, 1
+    thread, 2-core VM loaded by other jobs) put 512 within noise of the best of 256-16384 tokens
+    for a 0.8M and a 44M Llama on BLiMP/EWoK requests (1024: 0.94x and 0.90x of its speed; 2048:
+    0.89x and 0.64x; larger budgets pad more and leave the cache). One constant keeps the batch
+    plan, and so the float rounding of every score, the same from run to run.
+    """
     if device.type != "cuda":
         return 512
     return int(min(65536, max(1024, 2**31 // (4 * model.config.vocab_size))))
