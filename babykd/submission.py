@@ -182,6 +182,8 @@ def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
 
 def stage_units(args: argparse.Namespace, stage: str) -> tuple[list[Unit], list[str]]:
     """The units of `stage` and the notes on parts it cannot produce."""
+    if stage in ("fast", "aoa") and not revisions_of(args.run_dir):
+        return [], [f"{stage}: the run has no {REVISIONS_DIR}/chck_* (train with training.checkpoint_words: babylm)"]
     if stage == "fast":
         return fast_units(args), []
     if stage == "full":

@@ -73,6 +73,7 @@ def test_one_command_runs_every_unit_once_names_what_is_missing_and_resumes(run_
     assert re.search(r"^why: comps: .*full_eval/comps", out, re.M)  # data this machine cannot have, named
     assert re.search(r"^why: glue\.boolq: no train data .*boolq\.train\.jsonl", out, re.M)
     assert re.search(r"^why: aoa: the run lacks 17 of the track's 19 revisions \(chck_3M, chck_4M, chck_5M, \.\.\.\)", out, re.M)
+    assert "why: glue: fine-tuned on the first 64 training examples" in out and re.search(r"^complete: ", out, re.M)
     assert "not ready to upload" in out and "  fast_eval_results.blimp: 2 revisions, expected 19 (chck_1M .. chck_100M)" in out
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     assert results["tasks"]["rte"]["max_train_examples"] == 64 and "aoa" in results["tasks"]
@@ -99,6 +100,10 @@ def test_stages_list_and_index_address_one_unit(run_dir, suite, capsys):
     assert "glue.mnli: no train data" in captured.err
     with pytest.raises(SystemExit, match=r"error: .*stage fast has 2 unit\(s\); no number 5"):
         main(command(run_dir, suite, "--stage", "fast", "--index", "5"))
+    shutil.rmtree(run_dir / "revisions")  # a run saved without revisions: named, not a failure
+    assert main(command(run_dir, suite, "--stage", "collate")) == 0
+    out = capsys.readouterr().out
+    assert "why: fast: the run has no revisions/chck_*" in out and "why: aoa: the run has no revisions/chck_*" in out
 
 
 def complete_submission() -> dict:
