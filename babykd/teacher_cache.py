@@ -174,9 +174,9 @@ class _Staging:
 
     def __init__(self, shape: tuple[int, int, int], ids_dtype: type, device: torch.device) -> None:
         pin = device.type == "cuda"
+        ids = torch.uint16 if ids_dtype is np.uint16 else torch.int32
         self.buffers = [
-            (torch.empty(shape, dtype=torch.from_numpy(np.empty(0, ids_dtype)).dtype, pin_memory=pin),
-             torch.empty(shape, dtype=torch.float16, pin_memory=pin))
+            (torch.empty(shape, dtype=ids, pin_memory=pin), torch.empty(shape, dtype=torch.float16, pin_memory=pin))
             for _ in range(2)
         ]
         self.device = device
