@@ -40,7 +40,9 @@ from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
 #: Run-folder files that are records of the run, not parts of the model.
 RUN_RECORDS = frozenset({PROVENANCE_FILE, REVISION_INFO_FILE, "run_config.yaml"})
-GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in ("*.safetensors", "*.bin", SUBMISSION_FILE))
+GITATTRIBUTES = "".join(
+    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in ("*.safetensors", "*.bin", SUBMISSION_FILE)
+)
 
 
 class ExportError(RuntimeError):

@@ -112,13 +112,19 @@ def _common(args: argparse.Namespace) -> list[str]:
     return out + (["--no-progress"] if args.no_progress else [])
 
 
+def _data(args: argparse.Namespace) -> list[str]:
+    """The 2025 suite option of the AoA and fine-tuning commands (named --data there)."""
+    return ["--data", str(args.suite_data)] if args.suite_data else []
+
+
 def fast_units(args: argparse.Namespace) -> list[Unit]:
     units, missing = [], missing_suite_data(args, fast=True)
     for name in revisions_of(args.run_dir):
         argv = [str(args.run_dir), "--tasks", "all", "--fast", "--revision", name, *args.suite_args, *_common(args)]
         results = args.run_dir / "eval" / REVISIONS_DIR / name / "results.json"
+        model = args.run_dir / REVISIONS_DIR / name
         units.append(Unit("fast", name, lambda argv=argv: evaluate.main(argv),
-                          lambda r=results, m=args.run_dir / REVISIONS_DIR / name: _suite_done(r, m, True, args.dtype, missing)))
+                          lambda r=results, m=model: _suite_done(r, m, True, args.dtype, missing)))
     return units
 
 
@@ -133,7 +139,7 @@ def full_unit(args: argparse.Namespace) -> tuple[Unit, list[str]]:
 
 
 def aoa_unit(args: argparse.Namespace) -> Unit:
-    """AoA over the track's revisions; a run without all of them (a demo's scaled schedule) over those it has, unofficially."""
+    """AoA over the track's revisions; without all of them (a demo's scaled schedule), unofficially over those there."""
     wanted, found = track_revisions(args.track), revisions_of(args.run_dir)
     absent = [r for r in wanted if r not in found]
     revisions = list(wanted) if not absent else found
@@ -141,7 +147,7 @@ def aoa_unit(args: argparse.Namespace) -> Unit:
         f"aoa: the run lacks {len(absent)} of the track's {len(wanted)} revisions ({', '.join(absent[:3])}"
         f"{', ...' if len(absent) > 3 else ''}): scored on the {len(found)} it has, kept out of the submission"
     )
-    argv = [str(args.run_dir), "--track", args.track, *_common(args)] + (["--data", str(args.suite_data)] if args.suite_data else [])
+    argv = [str(args.run_dir), "--track", args.track, *_common(args), *_data(args)]
     argv += ["--revisions", *revisions] if absent else []
 
     def done() -> bool:
@@ -165,7 +171,7 @@ def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
         except TaskDataError as exc:
             notes.append(f"glue.{name}: no {split} data ({exc})")
             continue
-        argv = [str(args.run_dir), name, *args.glue_args] + (["--data", str(args.suite_data)] if args.suite_data else [])
+        argv = [str(args.run_dir), name, *args.glue_args, *_data(args)]
         argv += ["--device", args.device] if args.device else []
         argv += ["--no-progress"] if args.no_progress else []
         epochs = finetune.parse_args(argv).hp.for_task(task)[1]
@@ -244,21 +250,27 @@ def collate_and_report(args: argparse.Namespace, notes: Sequence[str]) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m babykd.submission", description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m babykd.submission", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     parser.add_argument("run_dir", type=Path, nargs="?", help="a finished run (final model, revisions/chck_*)")
     parser.add_argument("--check", type=Path, metavar="FILE", help="only validate this submission file (anyone's)")
-    parser.add_argument("--track", choices=sorted(TRACKS), default="strict-small", help="whose revision list (default: strict-small)")
+    parser.add_argument("--track", choices=sorted(TRACKS), default="strict-small",
+                        help="whose revision list (default: strict-small)")
     parser.add_argument("--out", type=Path, help="also copy the submission file here (default: RUN_DIR/eval only)")
     parser.add_argument("--stage", choices=STAGES, help="run this stage only (collate: collate and validate)")
     parser.add_argument("--index", type=int, help="with --stage: only its unit number N (a SLURM array task id)")
-    parser.add_argument("--list", nargs="+", choices=STAGES[:4], help="print 'STAGE NAME' per unit of these stages, and exit")
+    parser.add_argument("--list", nargs="+", choices=STAGES[:4],
+                        help="print 'STAGE NAME' per unit of these stages, and exit")
     parser.add_argument("--skip-glue", action="store_true", help="no GLUE fine-tuning (its part stays missing)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="zero-shot and AoA scoring (fp32: official)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
+                        help="zero-shot and AoA scoring (fp32: official)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--data-dir", type=Path, help="BLiMP/supplement/EWoK full sets (as babykd.evaluate --data-dir)")
     parser.add_argument("--suite-data", type=Path, help="the BabyLM 2025 evaluation zip or folder (as babykd.evaluate)")
     parser.add_argument("--epochs", type=int, help="GLUE: epochs of every task (default: the official 10, WSC 30)")
-    parser.add_argument("--max-train-examples", type=int, help="GLUE: first N training examples (smoke runs; not official)")
+    parser.add_argument("--max-train-examples", type=int,
+                        help="GLUE: first N training examples (smoke runs; not official)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars inside the units")
     parser.add_argument("--debug", action="store_true", help="full tracebacks")
     args = parser.parse_args(argv)
@@ -310,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.extend(stage_notes)
         if args.index is not None:
             if not 0 <= args.index < len(plan):
-                raise TaskDataError(f"{args.run_dir}: stage {args.stage} has {len(plan)} unit(s); no number {args.index}")
+                raise TaskDataError(
+                    f"{args.run_dir}: stage {args.stage} has {len(plan)} unit(s); no number {args.index}"
+                )
             plan = [plan[args.index]]
         ok = [run_unit(unit, f"{k}/{len(plan)}") for k, unit in enumerate(plan, start=1)]
         if "collate" in stages:

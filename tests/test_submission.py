@@ -31,7 +31,9 @@ from test_aoa import write_suite
 from test_evaluation_2025 import EWOK, SUPPLEMENT, write_eval_folders, write_jsonl
 from test_finetune import separable_rows, tiny_tokenizer, write_glue
 
-UNIT_LINE = re.compile(r"^\[\d+/\d+\] (fast|full|aoa|glue) .+: (finished in [\d.]+ s|done already for these weights, skipped)$")
+UNIT_LINE = re.compile(
+    r"^\[\d+/\d+\] (fast|full|aoa|glue) .+: (finished in [\d.]+ s|done already for these weights, skipped)$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,8 @@ def suite(tmp_path_factory):
     write_jsonl(data / "fast_eval" / "supplement_fast" / "turns.jsonl", SUPPLEMENT["turns"])
     write_jsonl(data / "fast_eval" / "ewok_fast" / "physical.jsonl", next(iter(EWOK.values())))
     write_suite(data)
-    write_glue(data, {task: {"train": separable_rows(64, 0), "valid": separable_rows(16, 1)} for task in ("rte", "mrpc")})
+    splits = {"train": separable_rows(64, 0), "valid": separable_rows(16, 1)}
+    write_glue(data, {"rte": splits, "mrpc": splits})
     return {"legacy": legacy, "suite": data}
 
 
@@ -72,12 +75,15 @@ def test_one_command_runs_every_unit_once_names_what_is_missing_and_resumes(run_
     assert (tmp_path / "upload" / "all_full_preds_and_fast_scores_causal.json").is_file()
     assert re.search(r"^why: comps: .*full_eval/comps", out, re.M)  # data this machine cannot have, named
     assert re.search(r"^why: glue\.boolq: no train data .*boolq\.train\.jsonl", out, re.M)
-    assert re.search(r"^why: aoa: the run lacks 17 of the track's 19 revisions \(chck_3M, chck_4M, chck_5M, \.\.\.\)", out, re.M)
+    lacks = r"^why: aoa: the run lacks 17 of the track's 19 revisions \(chck_3M, chck_4M, chck_5M, \.\.\.\)"
+    assert re.search(lacks, out, re.M)
     assert "why: glue: fine-tuned on the first 64 training examples" in out and re.search(r"^complete: ", out, re.M)
-    assert "not ready to upload" in out and "  fast_eval_results.blimp: 2 revisions, expected 19 (chck_1M .. chck_100M)" in out
+    assert "not ready to upload" in out
+    assert "  fast_eval_results.blimp: 2 revisions, expected 19 (chck_1M .. chck_100M)" in out
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     assert results["tasks"]["rte"]["max_train_examples"] == 64 and "aoa" in results["tasks"]
-    assert json.loads((run_dir / "eval" / "revisions" / "chck_2M" / "results.json").read_text())["tasks"]["blimp_filtered_fast"]
+    revision = json.loads((run_dir / "eval" / "revisions" / "chck_2M" / "results.json").read_text())
+    assert revision["tasks"]["blimp_filtered_fast"]
 
     assert main(command(run_dir, suite)) == 0  # everything is there for these weights: nothing runs again
     again = [line for line in capsys.readouterr().out.splitlines() if UNIT_LINE.match(line)]
@@ -111,11 +117,12 @@ def complete_submission() -> dict:
     revisions = track_revisions("strict-small")
 
     def part(table):
-        return {name: {"predictions": [{"id": f"{name}_{i}", "pred": "a"} for i in range(n)]} for name, n in table.items()}
+        return {name: {"predictions": [{"id": f"{name}_{i}", "pred": "a"} for i in range(n)]}
+                for name, n in table.items()}
 
     data = {key: part(table) for key, table in sizes.FULL.items() if isinstance(table, dict)}
-    data["wug_adj"] = {"wug_adj": {"predictions": [{"id": i, "pred": "a", "prob": 0.5} for i in range(sizes.SINGLE["wug_adj"])]}}
-    data["wug_past"] = {"wug_past": {"predictions": [{"id": i, "pred": "a", "prob": 0.2} for i in range(sizes.SINGLE["wug_past"])]}}
+    for key, prob in (("wug_adj", 0.5), ("wug_past", 0.2)):
+        data[key] = {key: {"predictions": [{"id": i, "pred": "a", "prob": prob} for i in range(sizes.SINGLE[key])]}}
     data["reading"] = {"reading": {"predictions": [{"id": i, "pred": 3.0, "prev_pred": math.nan if i == 0 else 2.0}
                                                    for i in range(sizes.SINGLE["reading"])]}}
     data["glue"] = {t: {"predictions": [{"id": f"{t}_{i}", "pred": i % GLUE_TASKS[t].num_labels} for i in range(n)]}
@@ -124,7 +131,8 @@ def complete_submission() -> dict:
                                                for r in revisions for _ in range(sizes.AOA_CONTEXTS)]}
     fast_values = {
         "blimp": {k: 0.5 for k in sizes.BLIMP}, "blimp_supplement": {k: 0.5 for k in sizes.SUPPLEMENT},
-        "ewok": {k: 0.5 for k in sizes.EWOK}, "entity_tracking": {k: 0.5 for k in sizes.FAST_SUBTASKS["entity_tracking"]},
+        "ewok": {k: 0.5 for k in sizes.EWOK},
+        "entity_tracking": {k: 0.5 for k in sizes.FAST_SUBTASKS["entity_tracking"]},
         "wug_adj": {"wug_adj": -0.1}, "wug_past": {"wug_past": 0.3}, "reading": {"spr": 0.01, "rt": -0.002},
     }
     data["fast_eval_results"] = {key: [fast_values[key]] * len(revisions) for key in FAST_KEYS.values()}
@@ -164,7 +172,8 @@ def test_check_passes_a_complete_file_and_names_each_damage(tmp_path, capsys):
 
 def test_official_task_names_are_aliases(tmp_path):
     args = evaluate_args([str(tmp_path), "--tasks", "blimp", "supplement", "ewok", "wug_adj", "wug_past", "reading"])
-    assert args.tasks == ["blimp_filtered", "blimp_supplement", "ewok_filtered", "wug_adj_nominalization", "wug_past_tense", "reading"]
+    assert args.tasks == ["blimp_filtered", "blimp_supplement", "ewok_filtered", "wug_adj_nominalization",
+                          "wug_past_tense", "reading"]
 
 
 def test_export_carries_the_submission_file_and_says_how_it_was_scored(run_dir, suite, tmp_path, capsys):
@@ -176,12 +185,13 @@ def test_export_carries_the_submission_file_and_says_how_it_was_scored(run_dir, 
     card = (tmp_path / "repo" / "README.md").read_text()
     assert (tmp_path / "repo" / "all_full_preds_and_fast_scores_causal.json").is_file()
     assert "## How this was scored" in card and "python -m babykd.submission --check" in card
-    problems = check_submission(json.loads((tmp_path / "repo" / "all_full_preds_and_fast_scores_causal.json").read_text()))
+    exported = tmp_path / "repo" / "all_full_preds_and_fast_scores_causal.json"
+    problems = check_submission(json.loads(exported.read_text()))
     assert f"{len(problems)} problem(s), e.g. `blimp: missing`" in card
 
 
 def test_size_tables_are_the_released_files_counts():
-    """The official collate's counts, recounted from the released data (BLiMP UIDs compared in lower case, as it does)."""
+    """The official collate's counts, recounted from the released data (BLiMP UIDs in lower case, as it compares)."""
     legacy = shared_or_skip("evaluation_data")
     suite = SuiteData(shared_or_skip("evaluation_data_2025.zip"))
 
@@ -198,5 +208,7 @@ def test_size_tables_are_the_released_files_counts():
     assert entity == sizes.ENTITY_TRACKING
     for key, task in (("wug_adj", "wug_adj_nominalization"), ("wug_past", "wug_past_tense")):
         assert len(lines(suite.read_bytes(f"full_eval/{task}/{task}.jsonl"))) == sizes.SINGLE[key]
-    assert len(suite.read_bytes("full_eval/reading/reading_data.csv").decode().strip().splitlines()) - 1 == sizes.SINGLE["reading"]
-    assert {t: len(lines(suite.read_bytes(f"full_eval/glue_filtered/{t}.valid.jsonl"))) for t in sizes.GLUE} == sizes.GLUE
+    reading_rows = suite.read_bytes("full_eval/reading/reading_data.csv").decode().strip().splitlines()[1:]
+    assert len(reading_rows) == sizes.SINGLE["reading"]
+    glue = {t: len(lines(suite.read_bytes(f"full_eval/glue_filtered/{t}.valid.jsonl"))) for t in sizes.GLUE}
+    assert glue == sizes.GLUE

@@ -1,4 +1,4 @@
-"""GLUE tasks as resumable units: a task stopped mid-way continues from its last epoch and ends as an uninterrupted run."""
+"""GLUE tasks as resumable units: a task stopped mid-way continues after its last epoch, as if never stopped."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ class Preempted(Exception):
     """Stands in for the job being stopped."""
 
 
-def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninterrupted_run(checkpoint, tmp_path, monkeypatch):  # noqa: F811
-    suite = SuiteData(write_glue(tmp_path / "suite", {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}}))
+def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninterrupted_run(  # noqa: F811
+    checkpoint, tmp_path, monkeypatch
+):
+    rows = {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}}
+    suite = SuiteData(write_glue(tmp_path / "suite", rows))
     task = GLUE_TASKS["rte"]
     train, valid = load_split(suite, task, "train"), load_split(suite, task, "valid")
     hp = ft.Hyperparameters(learning_rate=3e-3, batch_size=8, epochs=3)
@@ -46,7 +49,13 @@ def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninter
     assert state.is_file()
     monkeypatch.setattr(ft, "predict", real_predict)
     steps = []
-    monkeypatch.setattr(ft.torch.optim.AdamW, "step", lambda self, *a, real=ft.torch.optim.AdamW.step, **k: (steps.append(1), real(self, *a, **k))[1])
+    real_step = ft.torch.optim.AdamW.step
+
+    def counted_step(self, *args, **kwargs):
+        steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(ft.torch.optim.AdamW, "step", counted_step)
     resumed = ft.finetune(checkpoint, task, train, valid, hp, device, progress=False, resume=state)
     assert len(steps) == len(train) // hp.batch_size  # only the third epoch ran
     assert resumed.epoch_metrics == whole.epoch_metrics and resumed.best_epoch == whole.best_epoch
@@ -67,13 +76,13 @@ def test_the_command_deletes_a_finished_tasks_state(checkpoint, tmp_path):  # no
 
 
 def test_a_signalled_job_stops_and_its_rerun_resumes_the_task(checkpoint, tmp_path):  # noqa: F811
-    """scripts/eval-submission.slurm under plain bash: SIGUSR1 (SLURM's time-limit warning) stops it, the same command resumes."""
+    """eval-submission.slurm under plain bash: SIGUSR1 (SLURM's time-limit warning) stops it; rerun, it resumes."""
     run = tmp_path / "run"
     shutil.copytree(checkpoint, run, ignore=shutil.ignore_patterns("eval"))
     suite = write_glue(tmp_path / "suite", {"rte": {"train": separable_rows(32, 0), "valid": separable_rows(8, 1)}})
     env = {**os.environ, "BABYKD_EVAL_DATA_2025": str(suite), "OMP_NUM_THREADS": "1"}
-    command = ["bash", str(REPO_ROOT / "scripts" / "eval-submission.slurm"), str(run), "--stage", "glue", "--epochs", "150",
-               "--no-progress", "--device", "cpu"]
+    command = ["bash", str(REPO_ROOT / "scripts" / "eval-submission.slurm"), str(run), "--stage", "glue",
+               "--epochs", "150", "--no-progress", "--device", "cpu"]
     job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = run / "eval" / ft.RESUME_DIR / "rte.pt"
     deadline = time.monotonic() + 120

@@ -43,7 +43,8 @@ def test_the_submission_chain_runs_every_stage_in_order_and_collates(suite, run_
     print(trail)
     logs = "\n".join(f"==> {p.name}\n{p.read_text()[-3000:]}" for p in sorted((tmp_path / "logs").glob("*.out")))
     expected = [f"{fast}_0", f"{fast}_1", aoa, full, f"{glue}_0", f"{glue}_1", collate]
-    assert {j: (rows[j].state, rows[j].exit_code) for j in expected} == {j: ("COMPLETED", "0:0") for j in expected}, logs
+    states = {j: (rows[j].state, rows[j].exit_code) for j in expected}
+    assert states == {j: ("COMPLETED", "0:0") for j in expected}, logs
     assert started_after(rows[aoa], rows[f"{fast}_0"], rows[f"{fast}_1"], rows[full])
     assert started_after(rows[f"{glue}_0"], rows[full]) and started_after(rows[f"{glue}_1"], rows[full])
     assert started_after(rows[collate], *(rows[j] for j in expected if j != collate))
@@ -51,7 +52,8 @@ def test_the_submission_chain_runs_every_stage_in_order_and_collates(suite, run_
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     assert {"blimp_filtered", "reading", "aoa", "rte", "mrpc"} <= set(results["tasks"])
     for revision in ("chck_1M", "chck_2M"):
-        assert "blimp_filtered_fast" in json.loads((run_dir / "eval" / "revisions" / revision / "results.json").read_text())["tasks"]
+        fast_results = json.loads((run_dir / "eval" / "revisions" / revision / "results.json").read_text())
+        assert "blimp_filtered_fast" in fast_results["tasks"]
     collate_log = next((tmp_path / "logs").glob(f"*-{collate}.out")).read_text()
     assert "submission file: " in collate_log and "why: glue.boolq: no train data" in collate_log, collate_log
     assert "fast_eval_results.blimp: 2 revisions, expected 19" in collate_log

@@ -266,7 +266,8 @@ def finetune(
         history = saved["history"]
         best = FinetuneResult(**{**saved["best"], "epoch_metrics": history})
         print(f"{task.name}: resuming after epoch {first_epoch} of {epochs} from {resume}", file=sys.stderr)
-    bar = tqdm(total=total, initial=first_epoch * steps_per_epoch, desc=f"fine-tuning {task.name}", unit="step", disable=not progress)
+    bar = tqdm(total=total, initial=first_epoch * steps_per_epoch, desc=f"fine-tuning {task.name}", unit="step",
+               disable=not progress)
     for epoch in range(first_epoch, epochs):
         model.train()
         order = torch.randperm(len(train))[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
@@ -401,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         task = GLUE_TASKS[name]
         state = args.model / "eval" / RESUME_DIR / f"{name}.pt"
         try:
-            result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress, resume=state)
+            result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress,
+                              resume=state)
         except TaskDataError as exc:
             raise SystemExit(f"error: {exc}") from None
         subset = args.max_train_examples is not None or args.max_valid_examples is not None

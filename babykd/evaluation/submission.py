@@ -107,5 +107,6 @@ def collate(
 def collate_submission(eval_dir: str | os.PathLike, track: str = "strict-small") -> tuple[Path, list[str]]:
     """The submission file from the final model's predictions and every revision's fast results."""
     eval_dir = Path(eval_dir)
-    revisions = {path.parent.name: read_results(path) for path in sorted((eval_dir / REVISIONS_DIR).glob("*/results.json"))}
+    paths = sorted((eval_dir / REVISIONS_DIR).glob("*/results.json"))
+    revisions = {path.parent.name: read_results(path) for path in paths}
     return collate(eval_dir, revisions, track)

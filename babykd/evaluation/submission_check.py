@@ -26,7 +26,9 @@ Problems = list[str]
 
 
 def _finite(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high
+    """A JSON number (not a bool), finite and in [low, high]."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and low <= value <= high
 
 
 def _predictions(where: str, part: Any, problems: Problems) -> dict[str, list]:
@@ -60,7 +62,10 @@ def _row_problem(key: str, row: Any) -> str | None:
     return None
 
 
-def _check_counts(where: str, rows_by_subtask: dict[str, list], expected: dict[str, int] | int, problems: Problems) -> None:
+def _check_counts(
+    where: str, rows_by_subtask: dict[str, list], expected: dict[str, int] | int, problems: Problems
+) -> None:
+    """Subtask names (lower case, as the collate step compares them) and each subtask's prediction count."""
     if isinstance(expected, int):
         if len(rows_by_subtask) != 1:
             problems.append(f"{where}: {len(rows_by_subtask)} subtasks, expected 1")
@@ -77,7 +82,9 @@ def _check_counts(where: str, rows_by_subtask: dict[str, list], expected: dict[s
             problems.append(f"{where}.{name}: {len(rows_by_subtask[name])} predictions, expected {count}")
 
 
-def _check_rows(where: str, rows_by_subtask: dict[str, list], problem: Callable[[Any], str | None], problems: Problems) -> None:
+def _check_rows(
+    where: str, rows_by_subtask: dict[str, list], problem: Callable[[Any], str | None], problems: Problems
+) -> None:
     """One line per subtask with bad rows: the first bad row and how many."""
     for name, rows in rows_by_subtask.items():
         bad = [(i, p) for i, row in enumerate(rows) if (p := problem(row)) is not None]
@@ -150,7 +157,8 @@ def _check_fast(part: Any, revisions: tuple[str, ...], problems: Problems) -> No
             problems.append(f"fast_eval_results.{key}: missing")
             continue
         if len(values) != len(revisions):
-            problems.append(f"fast_eval_results.{key}: {len(values)} revisions, expected {len(revisions)} ({revisions[0]} .. {revisions[-1]})")
+            problems.append(f"fast_eval_results.{key}: {len(values)} revisions, "
+                            f"expected {len(revisions)} ({revisions[0]} .. {revisions[-1]})")
         # Entries are in the track's revision order; a list of another length cannot be matched to names.
         labels = revisions if len(values) == len(revisions) else [f"#{k}" for k in range(len(values))]
         for name, value in zip(labels, values):
