@@ -244,7 +244,8 @@ def bench_official(args: argparse.Namespace) -> dict[str, Any]:
     print(f"official code: {args.against_official}; logs and predictions in {work}", file=sys.stderr)
     source = make_source(args.fast, args.data_dir, args.suite_data)
     _, summary = run_against_official(
-        args.against_official, str(args.model), source, SUITE_2025, work, limit=args.max_items_per_subtask,
+        args.against_official, str(args.model), source, args.suite_tasks or SUITE_2025, work,
+        limit=args.max_items_per_subtask,
         device=args.device, batch_tokens=args.batch_tokens, env=env,
     )
     return {"benchmark": "evaluation-2025-official", "model": str(args.model), "fast": args.fast,
@@ -307,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="a checkout of babylm/evaluation-pipeline-2025: its code is the reference (protocol 2025)")
     parser.add_argument("--fast", action="store_true", help="protocol 2025: the fast sets (default: full)")
     parser.add_argument("--work-dir", type=Path, help="with --against-official: where data, logs and predictions go")
+    parser.add_argument("--suite-tasks", nargs="+", choices=SUITE_2025,
+                        help="with --against-official: only these tasks (default: all of the suite's)")
     parser.add_argument("--batch-plan", action="store_true",
                         help="time our scorer at each token budget on --tasks (how the CPU default is chosen)")
     args = parser.parse_args(argv)

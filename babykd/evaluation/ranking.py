@@ -26,8 +26,8 @@ What is ours: the candidates are turned into `scorer.Request`s (tokens up to
 the last scored one; later tokens cannot change earlier log-probs in a causal
 LM) and scored by the same batched, de-duplicated `scorer.loglikelihoods` as
 the 2024 protocol, except items whose candidates share a long context (entity
-tracking): that context runs once and the candidates are scored from its
-key/value cache (`prefix_scorer`).
+tracking): that context runs once, each candidate's tokens packed after it in
+the same row under a mask that hides the other candidates (`prefix_scorer`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from babykd.evaluation.prefix_scorer import prefix_scores, worth_sharing
+from babykd.evaluation.prefix_scorer import prefix_scores, supports_packing, worth_sharing
 from babykd.evaluation.request_cache import cached_requests
 from babykd.evaluation.scorer import Request, loglikelihoods, split_sizes
 from babykd.evaluation.stats import spearman
@@ -115,11 +115,12 @@ def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs
 def score_candidates(model: torch.nn.Module, tokenizer: Any, items: Sequence[Candidates], **kwargs: Any) -> list[np.ndarray]:
     """The score of every candidate of every item (one array per item).
 
-    Items whose candidates share a long token prefix (entity tracking) run it once and score the
-    candidates from its cache (`prefix_scorer`); the others go through the flat batched scorer.
+    Items whose candidates share a long token prefix (entity tracking) run it once, their
+    candidates packed after it (`prefix_scorer`); the others go through the flat batched scorer.
     """
     groups = split_sizes(candidate_requests(tokenizer, items), [len(item.sentences) for item in items])
-    shared = [i for i, group in enumerate(groups) if worth_sharing(group)]
+    packing = supports_packing(model)
+    shared = [i for i, group in enumerate(groups) if packing and worth_sharing(group)]
     flat = sorted(set(range(len(groups))) - set(shared))
     out: list[np.ndarray] = [np.empty(0)] * len(groups)
     for i, scores in zip(shared, prefix_scores(model, [groups[i] for i in shared], **kwargs)):
