@@ -24,7 +24,7 @@ from babykd.data.cache import encode_documents
 from babykd.data.tokenizer import DOCUMENT_START_ID, train_tokenizer, wrap
 from babykd.evaluate import main as evaluate_main
 from babykd.evaluation import ranking, reading
-from babykd.evaluation.prefix_scorer import worth_sharing
+from babykd.evaluation.prefix_scorer import supports_packing, worth_sharing
 from babykd.evaluation.scorer import split_sizes
 from babykd.evaluation.stats import ols_r2, spearman
 from babykd.evaluation.suite import evaluate_suite, load_candidates, make_source
@@ -188,10 +188,10 @@ def test_ranking_tasks_equal_the_batch1_reference(task, tokenizer, model, data):
     source = make_source(False, data["legacy"], data["zip"])
     items, _ = load_candidates(task, source)
     ours = ranking.score_candidates(model, tokenizer, items, progress=False, batch_tokens=64)
-    if task == "entity_tracking":  # both paths compared here: the KV-cache one (long contexts) and the flat one
+    if task == "entity_tracking":  # both paths compared here: the packed one (long contexts) and the flat one
         groups = split_sizes(ranking.candidate_requests(tokenizer, items), [len(i.sentences) for i in items])
-        cached = [worth_sharing(g) for g in groups]
-        assert any(cached) and not all(cached)
+        packed = [worth_sharing(g) for g in groups]
+        assert supports_packing(model) and any(packed) and not all(packed)
     for item, scores in zip(items, ours):
         ref = [reference_sentence_score(model, tokenizer, s, c) for s, c in zip(item.sentences, item.completions)]
         np.testing.assert_allclose(scores, ref, atol=1e-6, rtol=1e-7)  # float32 sums of ~40 nats
