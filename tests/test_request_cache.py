@@ -58,7 +58,8 @@ def test_another_tokenizer_text_or_kind_is_a_miss(tokenizers, cache):
     ranking.candidate_requests(tokenizers[300], ITEMS)
     ranking.candidate_requests(tokenizers[320], ITEMS)  # other vocabulary
     ranking.candidate_requests(tokenizers[300], ITEMS[:1])  # other data
-    changed = [ranking.Candidates("b", ("Box 0 contains the apple!", "Box 0 contains nothing."), ("the apple!", "nothing."))]
+    sentences = ("Box 0 contains the apple!", "Box 0 contains nothing.")
+    changed = [ranking.Candidates("b", sentences, ("the apple!", "nothing."))]
     ranking.candidate_requests(tokenizers[300], ITEMS[:1] + changed)  # one text changed
     assert cache["builds"] == [4, 4, 2, 4]
     pairs = [("a b", "b")]
@@ -97,3 +98,31 @@ def test_off_keeps_nothing_on_disk(tokenizers, cache, monkeypatch):
     fresh_process(monkeypatch)
     ranking.candidate_requests(tokenizers[300], ITEMS)
     assert cache["builds"] == [4, 4] and not list(cache["dir"].iterdir())
+
+
+def test_the_2024_scorer_encodes_once_per_process(tokenizers, cache, monkeypatch):
+    """The Trainer callback scores the same items at every evaluation: the second encoding is a memory hit."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from babykd.evaluation import scorer
+    from babykd.evaluation.tasks import Item
+
+    tok = tokenizers[300]
+    encode, calls = scorer.encode_requests, []
+    monkeypatch.setattr(scorer, "encode_requests", lambda *a: calls.append(1) or encode(*a))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, max_position_embeddings=64)).eval()
+    items = [Item("", "The cat sat.", "The mat sat."), Item("Box 0 contains", "the apple.", "nothing.")]
+    first = scorer.score_items(model, tok, items, progress=False)
+    assert (scorer.score_items(model, tok, items, progress=False) == first).all() and calls == [1]
+
+
+def test_a_slow_tokenizer_is_never_cached(cache):
+    from types import SimpleNamespace
+
+    builds = []
+    for _ in range(2):
+        cached_requests(SimpleNamespace(is_fast=False), "kind", [("a", "b")], lambda: builds.append(1) or [])
+    assert builds == [1, 1] and not list(cache["dir"].iterdir())

@@ -1,8 +1,10 @@
 """Encoded requests cached per tokenizer and data: in memory within a process, on disk across processes.
 
 Tokenizing the suite is host work that does not depend on the weights (7-8 s for the 145,422
-sentences of BLiMP/supplement/EWoK), yet a submission scores 19 revisions and a reproduction
-~20 models with one tokenizer. The key is a sha256 of everything the requests depend on:
+sentences of BLiMP/supplement/EWoK), yet a submission scores 19 revisions, a reproduction ~20
+models with one tokenizer, and the Trainer callback the same items at every evaluation. Both
+protocols use it (`ranking.candidate_requests`, `scorer.score_items`); a slow tokenizer is never
+cached. The key is a sha256 of everything the requests depend on:
 
 * the tokenizer's full content (`backend_tokenizer.to_str()`: vocabulary, merges, normalizer,
   pre-tokenizer, post-processor with its start token, truncation), its class, special tokens and
@@ -30,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from babykd.atomic import atomic_write_bytes
-from babykd.evaluation.scorer import Request
+from babykd.evaluation.request import Request
 
 logger = logging.getLogger(__name__)
 #: Request lists kept in memory (a task's set each; the least recently used is dropped first).
@@ -48,10 +50,13 @@ def cache_dir() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "babykd" / "eval-requests"
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """sha256 of everything that decides a fast tokenizer's ids and offsets."""
+def tokenizer_fingerprint(tokenizer: Any) -> str | None:
+    """sha256 of everything that decides a fast tokenizer's ids and offsets; None for a slow one (not cached)."""
     import tokenizers
     import transformers
+
+    if not getattr(tokenizer, "is_fast", False):
+        return None
 
     digest = hashlib.sha256()
     for part in (type(tokenizer).__name__, transformers.__version__, tokenizers.__version__,
@@ -60,11 +65,14 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-def request_key(tokenizer: Any, kind: str, texts: Sequence[tuple[str, ...]], build: Callable[[], Any]) -> str:
-    """The cache key of the requests `build` makes from `texts` with `tokenizer`."""
+def request_key(tokenizer: Any, kind: str, texts: Sequence[tuple[str, ...]], build: Callable[[], Any]) -> str | None:
+    """The cache key of the requests `build` makes from `texts` with `tokenizer` (None: not cacheable)."""
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    if fingerprint is None:
+        return None
     digest = hashlib.sha256()
     module = inspect.getmodule(build)
-    for part in (tokenizer_fingerprint(tokenizer), kind, inspect.getsource(module) if module else build.__qualname__):
+    for part in (fingerprint, kind, inspect.getsource(module) if module else build.__qualname__):
         digest.update(part.encode("utf-8") + b"\0")
     for row in texts:
         digest.update(len(row).to_bytes(4, "little"))
@@ -99,6 +107,8 @@ def cached_requests(
 ) -> list[Request]:
     """`build()`, or the requests it made before for the same tokenizer, texts, `kind` and code."""
     key = request_key(tokenizer, kind, texts, build)
+    if key is None:
+        return build()
     if key in _memory:
         _memory.move_to_end(key)
         return list(_memory[key])

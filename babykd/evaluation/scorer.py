@@ -36,12 +36,14 @@ import inspect
 import math
 import os
 import time
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from babykd.evaluation.request import Request
+from babykd.evaluation.request_cache import cached_requests
 from babykd.evaluation.tasks import DEFAULT_TASKS, Item, Task, load_tasks
 from babykd.provenance import provenance
 
@@ -51,13 +53,6 @@ TARGET_DELIMITER = " "
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 #: The harness's fallback when neither the model config nor the tokenizer gives a context length.
 _DEFAULT_MAX_LENGTH = 2048
-
-
-class Request(NamedTuple):
-    """One choice to score: the token ids fed to the model, of which the last `n_scored` count."""
-
-    tokens: tuple[int, ...]
-    n_scored: int
 
 
 def prefix_token_id(tokenizer: Any) -> int:
@@ -267,7 +262,10 @@ def score_items(
 ) -> np.ndarray:
     """Log-likelihoods of [correct, wrong] for each item: an array of shape (len(items), 2)."""
     origins = [item.where for item in items for _ in range(2)]
-    requests = encode_requests(tokenizer, item_pairs(items), max_sequence_length(model, tokenizer), origins)
+    pairs, max_length = item_pairs(items), max_sequence_length(model, tokenizer)
+    requests = cached_requests(  # the Trainer callback scores the same items at every evaluation
+        tokenizer, f"2024 max_length={max_length}", pairs, lambda: encode_requests(tokenizer, pairs, max_length, origins)
+    )
     lls = loglikelihoods(model, requests, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
     return lls.reshape(len(items), 2)
 
