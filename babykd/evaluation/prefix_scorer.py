@@ -25,7 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from babykd.evaluation.scorer import (
-    Request, default_batch_tokens, plan_batches, scoring_mode, split_sizes, to_device, token_logprobs,
+    Request, accepts_logits_to_keep, default_batch_tokens, plan_batches, scoring_mode, split_sizes, to_device,
+    token_logprobs,
 )
 
 #: Attention implementations that take a custom 4D mask (flash attention does not).
@@ -94,8 +95,9 @@ def _packed_logprobs(
     if model.config._attn_implementation == "eager":  # eager adds the mask to the scores
         mask = torch.where(mask, 0.0, torch.finfo(torch.float32).min)
     first = min(shared)  # no log-prob is read before the shortest prefix ends
+    kwargs = {"logits_to_keep": width - first} if accepts_logits_to_keep(model) else {}
     logits = model(input_ids=to_device(ids, device), attention_mask=mask, position_ids=to_device(positions, device),
-                   use_cache=False, logits_to_keep=width - first).logits
+                   use_cache=False, **kwargs).logits[:, -(width - first):]
     logprobs = token_logprobs(logits, to_device(targets[:, first:], device))
     index = to_device(scored[:, first:], device)
     keep = index >= 0
