@@ -60,7 +60,8 @@ def reference_scores(model: torch.nn.Module, requests: list[Request]) -> np.ndar
     with torch.no_grad():
         for r in requests:
             logprobs = torch.log_softmax(model64(torch.tensor([r.tokens])).logits[0], dim=-1)
-            out.append(sum(float(logprobs[i - 1, r.tokens[i]]) for i in range(len(r.tokens) - r.n_scored, len(r.tokens))))
+            scored = range(len(r.tokens) - r.n_scored, len(r.tokens))
+            out.append(sum(float(logprobs[i - 1, r.tokens[i]]) for i in scored))
     return np.array(out)
 
 

@@ -26,7 +26,9 @@ _EXPORTS = {
     "EvaluationCallback": "callback",
     "evaluate_model": "scorer",
     "score_items": "scorer",
-    **dict.fromkeys(("DEFAULT_TASKS", "TASK_FOLDERS", "Item", "Task", "TaskDataError", "load_task", "load_tasks"), "tasks"),
+    **dict.fromkeys(
+        ("DEFAULT_TASKS", "TASK_FOLDERS", "Item", "Task", "TaskDataError", "load_task", "load_tasks"), "tasks"
+    ),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -264,7 +264,8 @@ def score_items(
     origins = [item.where for item in items for _ in range(2)]
     pairs, max_length = item_pairs(items), max_sequence_length(model, tokenizer)
     requests = cached_requests(  # the Trainer callback scores the same items at every evaluation
-        tokenizer, f"2024 max_length={max_length}", pairs, lambda: encode_requests(tokenizer, pairs, max_length, origins)
+        tokenizer, f"2024 max_length={max_length}", pairs,
+        lambda: encode_requests(tokenizer, pairs, max_length, origins),
     )
     lls = loglikelihoods(model, requests, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
     return lls.reshape(len(items), 2)
