@@ -275,6 +275,29 @@ def bench_batch_plan(args: argparse.Namespace) -> dict[str, Any]:
             "threads": torch.get_num_threads(), "runs": runs}
 
 
+#: What `--startup` times in fresh interpreters: the libraries any evaluation needs, and our command's imports.
+STARTUP_PROBES = {
+    "torch + transformers + model classes": "import torch, transformers; "
+    "from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM, GPT2LMHeadModel",
+    "babykd.evaluate": "import babykd.evaluate",
+}
+
+
+def bench_startup(args: argparse.Namespace) -> dict[str, Any]:
+    """Import time of the evaluate command against the libraries it cannot avoid (median of --repeats runs)."""
+    import statistics
+    import subprocess
+
+    times: dict[str, list[float]] = {name: [] for name in STARTUP_PROBES}
+    for _ in range(max(3, args.repeats)):
+        for name, code in STARTUP_PROBES.items():  # interleaved, so load drifts hit both alike
+            probe = f"import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)"
+            times[name].append(float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                                    check=True).stdout))
+    medians = {name: round(statistics.median(t), 3) for name, t in times.items()}
+    return emit({"benchmark": "evaluation-startup", "import_s": medians, "runs": len(times["babykd.evaluate"])})
+
+
 def ratio_table(summary: dict[str, Any]) -> str:
     """The per-task ratios as a markdown table (what benchmarks/README.md records)."""
     lines = [f"reference: {summary['reference']}", "",
@@ -310,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--work-dir", type=Path, help="with --against-official: where data, logs and predictions go")
     parser.add_argument("--suite-tasks", nargs="+", choices=SUITE_2025,
                         help="with --against-official: only these tasks (default: all of the suite's)")
+    parser.add_argument("--startup", action="store_true",
+                        help="import time of `python -m babykd.evaluate` against torch + transformers alone")
     parser.add_argument("--batch-plan", action="store_true",
                         help="time our scorer at each token budget on --tasks (how the CPU default is chosen)")
     args = parser.parse_args(argv)
@@ -321,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.max_items_per_subtask = 3
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.startup:
+        return append_summary(args.results, {**bench_startup(args), **provenance(torch_device="cpu")})
     if args.batch_plan:
         return append_summary(args.results, emit({**bench_batch_plan(args), **provenance(torch_device=args.device)}))
     if args.protocol == "2025":
