@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--max-items-per-subtask", type=int, default=None,
-                        help="subsample items (default: all on GPU, 3 per subtask on CPU)")
+                        help="subsample items (default: all on GPU or --against-official, 3 per subtask on CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-tokens", type=int, default=None, help="our token budget per batch")
     parser.add_argument("--minicons-batch-size", type=int, default=32)
@@ -342,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.protocol = "2025"
         if args.model is None:
             parser.error("--against-official needs --model: a saved checkpoint both pipelines load")
-    if args.max_items_per_subtask is None and args.device == "cpu":
+        if args.model.exists():  # the official processes run in PIPELINE_DIR: a relative path would name a hub id
+            args.model = args.model.resolve()
+    elif args.max_items_per_subtask is None and args.device == "cpu":
         args.max_items_per_subtask = 3
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -186,6 +186,8 @@ def run_against_official(
                      **compare(task, mine, theirs)})
         print(json.dumps(runs[-1]), flush=True)
     compared = [r["task"] for r in runs]
+    if not compared:
+        raise RuntimeError(f"no official task ran; their logs are in {work}")
     suite_s = ours(compared, work / "ours-suite")
     in_process = json.loads((work / "ours-suite" / "results.json").read_text())["tasks"]
     for run in runs:
