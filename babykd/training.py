@@ -190,23 +190,27 @@ def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     or an AoA evaluation, or provenance) would otherwise mix with this run's; a resume
     with an allowed config change logs it.
     """
-    fresh = plan.checkpoint is None
     (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
+    if plan.checkpoint is None:
+        drop_earlier_run(run_dir)
+    record_config_change(run_dir, plan)
+    atomic_write_text(run_dir / RUN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def drop_earlier_run(run_dir: Path) -> None:
+    """A fresh start's clean-up: the earlier run's checkpoints, revisions (with their scores and
+    predictions) and config-change log, which this run must not mix with its own."""
     checkpoints = run_dir / "checkpoints"
-    if fresh and any(checkpoints.glob("checkpoint-*")):
+    if any(checkpoints.glob("checkpoint-*")):
         logger.warning("fresh start: removing the earlier run's checkpoints in %s", checkpoints)
         for old in checkpoints.glob("checkpoint-*"):
             shutil.rmtree(old)
-    if fresh and (run_dir / REVISIONS_DIR).is_dir():
+    if (run_dir / REVISIONS_DIR).is_dir():
         logger.warning("fresh start: removing the earlier run's revisions in %s", run_dir / REVISIONS_DIR)
         shutil.rmtree(run_dir / REVISIONS_DIR)
-    if fresh:  # the scores and predictions of those revisions go with them
-        for stale in (run_dir / "eval" / REVISIONS_DIR, *(run_dir / "eval" / "predictions").glob("chck_*")):
-            shutil.rmtree(stale, ignore_errors=True)
-    if fresh:
-        (run_dir / CONFIG_CHANGES_FILE).unlink(missing_ok=True)
-    record_config_change(run_dir, plan)
-    atomic_write_text(run_dir / RUN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    for stale in (run_dir / "eval" / REVISIONS_DIR, *(run_dir / "eval" / "predictions").glob("chck_*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    (run_dir / CONFIG_CHANGES_FILE).unlink(missing_ok=True)
 
 
 def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None) -> TrainingResult:
