@@ -59,10 +59,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from babykd.atomic import atomic_write_json
 from babykd.evaluation import submission
 from babykd.evaluation.aoa_fit import curve_fitness
-from babykd.evaluation.family_results import learned_position_limit, model_label, refresh_submission, save_family_results
+from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
+from babykd.models import position_limit
 from babykd.rules import REVISIONS_DIR, TRACKS, revision_name, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
@@ -202,7 +203,7 @@ def revision_surprisals(
     """Surprisal (nats) of every (word, context) in data order; NaN where the model cannot take the input."""
     words = [w for w, contexts in zip(data.words, data.contexts) for _ in contexts]
     contexts = [c for cs in data.contexts for c in cs]
-    limit = learned_position_limit(model.config)
+    limit = position_limit(model.config)
     requests = word_requests(tokenizer, words, contexts, limit)
     scorable = [r for r in requests if r is not None]
     lls = loglikelihoods(model, scorable, dtype=dtype, batch_tokens=batch_tokens, progress=progress)

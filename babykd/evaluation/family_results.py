@@ -20,17 +20,6 @@ from babykd.evaluation.report import write_results
 from babykd.provenance import provenance
 
 
-def learned_position_limit(config: Any) -> int | None:
-    """The position table size of a model with learned absolute positions (GPT-2's `n_positions`), else None.
-
-    Such a model fails on longer inputs (the official per-item code then
-    records NaN or crashes); rotary models (Llama) run past their nominal
-    length, so the official code scores them there and so do we.
-    """
-    limit = getattr(config, "n_positions", None)
-    return int(limit) if limit is not None else None
-
-
 def model_label(model_dir: Path) -> str:
     """The model name results files use: the resolved path of a local checkpoint (as `babykd.evaluate`)."""
     return str(Path(model_dir).resolve())

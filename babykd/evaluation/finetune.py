@@ -62,7 +62,7 @@ from transformers.utils import logging as hf_logging
 
 from babykd.evaluation import submission
 from babykd.evaluation.family_results import (
-    learned_position_limit, model_label, refresh_submission, results_lock, save_family_results,
+    model_label, refresh_submission, results_lock, save_family_results,
 )
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
@@ -70,6 +70,7 @@ from babykd.evaluation.report import weights_fingerprint
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
+from babykd.models import position_limit
 
 POOLINGS = ("first", "last")
 #: Under MODEL_DIR/eval: each task's end-of-epoch training state while it runs (`finetune_resume`).
@@ -243,7 +244,7 @@ def finetune(
         print(f"warning: {model_dir}: the tokenizer prepends a special token, so the official first-token head sees the "
               "same state for every input and can learn only the class prior; --pooling last reads the whole input",
               file=sys.stderr)
-    limit = learned_position_limit(backbone.config)
+    limit = position_limit(backbone.config)
     max_length = min(hp.max_length, limit) if limit is not None else hp.max_length
     model = SequenceClassifier(backbone, task.num_labels, hp).to(device)
     batch_size, epochs = hp.for_task(task)
