@@ -64,16 +64,14 @@ from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
 from babykd.models import position_limit
-from babykd.rules import REVISIONS_DIR, TRACKS, revision_name, revision_words
+from babykd.rules import REVISIONS_DIR, TRACKS, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
 CDI_FILE = "full_eval/aoa/cdi_human.csv"
 #: The months the CDI table may have (the pipeline uses those of 16..30 present).
 CDI_AGES = tuple(range(16, 31))
 #: The revisions the official AoA run reads, per track (``AoA_word/eval_util.py`` ``StepConfig``).
-TRACK_REVISIONS: dict[str, tuple[str, ...]] = {
-    name: tuple(map(revision_name, track.checkpoint_words)) for name, track in TRACKS.items()
-}
+TRACK_REVISIONS: dict[str, tuple[str, ...]] = {name: submission.track_revisions(name) for name in TRACKS}
 #: `--revisions found`: every revision folder the run has.
 FOUND = "found"
 #: Surprisals of a run on a subset of words or revisions (not a submission part).

@@ -36,8 +36,6 @@ def track_revisions(track: str) -> tuple[str, ...]:
     return tuple(map(revision_name, TRACKS[track].checkpoint_words))
 
 
-#: The revisions the strict-small track's fast evaluation expects (collate_preds.py).
-STRICT_SMALL_FAST_REVISIONS: tuple[str, ...] = track_revisions("strict-small")
 #: Keys of the final model's predictions in the submission file (strict / strict-small tracks).
 FULL_KEYS: tuple[str, ...] = (
     "blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading", "aoa", "glue",
