@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from babykd.evaluation import ranking, reading
+from babykd.evaluation.scorer import split_sizes
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
 from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, parse_json_object, subsample
 from babykd.models import SUITE_LONGEST_INPUT, position_limit
@@ -196,9 +197,11 @@ def check_positions(model: torch.nn.Module, tokenizer: Any, located: Sequence[tu
     limit = position_limit(config) if config is not None else None
     if limit is None or not located:
         return
-    sentences = [s for _, item in located for s in item.sentences]
-    lengths = iter(len(ids) - 1 for ids in tokenizer(sentences)["input_ids"])  # the input is tokens[:-1]
-    longest = [max(next(lengths) for _ in item.sentences) for _, item in located]
+    items = [item for _, item in located]
+    # The requests scoring runs (cached by `request_cache`, so scoring does not encode them again).
+    requests = ranking.candidate_requests(tokenizer, items)
+    groups = split_sizes(requests, [len(item.sentences) for item in items])
+    longest = [max(len(r.tokens) - 1 for r in group) for group in groups]  # the input is tokens[:-1]
     over = [n for n in longest if n > limit]
     if over:
         where = located[int(np.argmax(longest))][0]
