@@ -247,10 +247,7 @@ def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Ta
     if not tasks:  # nothing to score: one line, before any model is loaded
         raise CleanError("; ".join(map(str, failed.values())))
     errors.update({name: report_error(args, exc) for name, exc in failed.items()})
-    try:
-        return load_tasks(tasks)  # names must be unique
-    except TaskDataError as exc:
-        raise CleanError(str(exc)) from exc
+    return load_tasks(tasks)  # names must be unique: a clash is a TaskDataError, one line in run()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
