@@ -198,16 +198,19 @@ def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
     from babykd.evaluation.tasks import subsample
 
     source = make_source(args.fast, args.data_dir, args.suite_data)
-    loaded = {t: load_candidates(t, source, args.max_items_per_subtask)[0] for t in SUITE_2025 if t != "reading"}
-    where, raw = source.reading_csv()
-    rows = reading.parse_reading_csv(raw, where)
-    keep = list(subsample(list(range(len(rows))), args.max_items_per_subtask and 20 * args.max_items_per_subtask))
-    pairs = [(rows.items[i], rows.words[i]) for i in keep]
+    tasks = args.suite_tasks or SUITE_2025
+    loaded: dict[str, Any] = {t: load_candidates(t, source, args.max_items_per_subtask)[0]
+                              for t in tasks if t != "reading"}
     texts = [s for items in loaded.values() for item in items for s in item.sentences]
+    if "reading" in tasks:
+        where, raw = source.reading_csv()
+        rows = reading.parse_reading_csv(raw, where)
+        keep = list(subsample(list(range(len(rows))), args.max_items_per_subtask and 20 * args.max_items_per_subtask))
+        loaded["reading"] = [(rows.items[i], rows.words[i]) for i in keep]
     model, tokenizer, model_name = load_model(args, [Item("", t, t) for t in texts[:20000]])
     model.to(args.device).eval()
     runs, total_ours, total_ref, total_items = [], 0.0, 0.0, 0
-    for task, items in list(loaded.items()) + [("reading", pairs)]:
+    for task, items in loaded.items():
         if task == "reading":
             ours, t_ours = timed(args.repeats, reading.surprisals, model, tokenizer, items, progress=False,
                                  batch_tokens=args.batch_tokens)
@@ -332,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fast", action="store_true", help="protocol 2025: the fast sets (default: full)")
     parser.add_argument("--work-dir", type=Path, help="with --against-official: where data, logs and predictions go")
     parser.add_argument("--suite-tasks", nargs="+", choices=SUITE_2025,
-                        help="with --against-official: only these tasks (default: all of the suite's)")
+                        help="protocol 2025: only these tasks, in this order (default: all of the suite's)")
     parser.add_argument("--startup", action="store_true",
                         help="import time of `python -m babykd.evaluate` against torch + transformers alone")
     parser.add_argument("--batch-plan", action="store_true",

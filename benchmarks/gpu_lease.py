@@ -84,13 +84,10 @@ LEASE_CALL_S = 540
 KIT_OVERHEAD_S = 25
 #: A stage is skipped rather than started with less than this left in the call.
 MIN_STAGE_S = 15
-#: The 2025 suite in two stages: the cheap tasks (and reading), then entity tracking, capped.
+#: The 2025 suite in two stages: the cheap tasks and reading, then entity tracking alone, capped.
 SUITE_CHEAP = ("blimp_filtered", "blimp_supplement", "ewok_filtered", "wug_adj_nominalization", "wug_past_tense")
 ENTITY_TRACKING = "entity_tracking"
 ENTITY_ITEMS_PER_SUBTASK = 50
-#: Runs bench_evaluation's 2025 protocol on the tasks named in argv[1], in that order (reading is always added).
-SUITE_RUNNER = ("import sys; sys.path.insert(0, {bench!r}); import bench_evaluation as b; "
-                "b.SUITE_2025 = tuple(sys.argv[1].split(',')); b.main(sys.argv[2:])")
 NOT_IN_LEASE = {
     "training compile mode": "a cold compile needs ~100 s per scenario; measure it in a lease of its own "
                              "(bench_training.py --modes ours,ours+compile)",
@@ -226,9 +223,8 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
     bench = [python, str(REPO_ROOT / "benchmarks" / "bench_training.py"), "--no-results"]
     model = ["--model", str(eval_model)] if eval_model is not None else []
     scorer = [python, str(REPO_ROOT / "benchmarks" / "bench_evaluation.py"), "--results", str(eval_results), *model]
-    runner = [python, "-c", SUITE_RUNNER.format(bench=str(REPO_ROOT / "benchmarks"))]
-    suite_args = ["--results", str(eval_results), *model, "--protocol", "2025"]
-    cheap, entity = [*runner, ",".join(SUITE_CHEAP), *suite_args], [*runner, ENTITY_TRACKING, *suite_args]
+    suite = [*scorer, "--protocol", "2025", "--suite-tasks"]
+    cheap, entity = [*suite, *SUITE_CHEAP, "reading"], [*suite, ENTITY_TRACKING]
     if smoke:
         cpu = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
         tiny = ["--device", "cpu", "--max-items-per-subtask", "1"]

@@ -226,7 +226,8 @@ def test_the_lease_is_one_call_most_valuable_stages_first() -> None:
     assert not any("compile" in command for command in commands.values())
     assert all("--modes reference,ours " in commands[f"training-{s}"] for s in gpu_lease.TRAINING_SCENARIOS)
     assert "entity_tracking" not in commands["evaluation-2025"]
-    assert "entity_tracking --results" in commands["evaluation-2025-entity"]
+    assert "--suite-tasks entity_tracking --device" in commands["evaluation-2025-entity"]  # alone: no reading
+    assert commands["evaluation-2025"].endswith(" reading --device cuda")  # the cheap tasks, then reading
     assert f"--max-items-per-subtask {gpu_lease.ENTITY_ITEMS_PER_SUBTASK}" in commands["evaluation-2025-entity"]
     assert set(gpu_lease.NOT_IN_LEASE) == {"training compile mode", "reproduction"}
 
