@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from babykd.losses.positions import weighted_sum
 from babykd.losses.teacher_targets import combined_teacher_log_probs
 
 #: fp32 elements per chunk on CPU / on an accelerator.  Small chunks stay in a CPU's
@@ -113,7 +114,7 @@ def kl_chunk(
     log_q = torch.log_softmax(student_rows.to(torch.float32, copy=True).div_(temperature), dim=-1)
     p = teacher_log_probs.exp()
     # The pointwise form of F.kl_div(log_target=True); reuses the teacher buffer.
-    total = _weighted_sum(teacher_log_probs.sub_(log_q).mul_(p).sum(dim=-1), weights)
+    total = weighted_sum(teacher_log_probs.sub_(log_q).mul_(p).sum(dim=-1), weights)
     if scale is None:
         return total, None
     grad = log_q.exp_().mul_(p.sum(dim=-1, keepdim=True)).sub_(p).mul_(scale)
@@ -126,15 +127,11 @@ def ce_chunk(
     """One chunk: ``Σ w·(−log softmax(s)[target])`` and, with `scale`, ``scale·(softmax(s) − onehot(target))``."""
     log_probs = torch.log_softmax(student_rows.float(), dim=-1)
     targets = targets.unsqueeze(1)
-    total = -_weighted_sum(log_probs.gather(1, targets).squeeze(1), weights)
+    total = -weighted_sum(log_probs.gather(1, targets).squeeze(1), weights)
     if scale is None:
         return total, None
     grad = log_probs.exp_().scatter_add_(1, targets, torch.full(targets.shape, -1.0, device=targets.device))
     return total, grad.mul_(scale).to(student_rows.dtype)
-
-
-def _weighted_sum(per_row: Tensor, weights: Tensor | None) -> Tensor:
-    return per_row.sum() if weights is None else per_row.mul(weights).sum()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from babykd.losses.chunked import chunked_cross_entropy, chunked_soft_target_kl
-from babykd.losses.positions import scored_positions
+from babykd.losses.positions import scored_positions, weighted_sum
 from babykd.losses.teacher_targets import (
     COMBINE_MODES,
     Combine,
@@ -62,7 +62,7 @@ def soft_target_kl_sum(
         kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="sum", log_target=True)
     else:
         per_row = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1)
-        kl = per_row.mul(weights).sum()
+        kl = weighted_sum(per_row, weights)
     return kl * temperature**2
 
 

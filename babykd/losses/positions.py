@@ -86,3 +86,8 @@ def position_rows(per_position: Tensor, mask: Tensor | None) -> Tensor:
 def safe_mean(total: Tensor, count: int | Tensor) -> Tensor:
     """`total / count`, or 0 (still attached to the graph) when nothing was scored (a tensor count: no sync)."""
     return total / (count.clamp_min(1) if isinstance(count, Tensor) else max(count, 1))
+
+
+def weighted_sum(per_row: Tensor, weights: Tensor | None) -> Tensor:
+    """``Σ w_row · value_row`` (all weights 1 when None): unscored rows drop out without a data-dependent gather."""
+    return per_row.sum() if weights is None else per_row.mul(weights).sum()

@@ -28,7 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from babykd.losses.chunked import default_chunk_rows
 from babykd.losses.logit import NORMALIZATIONS, Normalization
-from babykd.losses.positions import scored_positions
+from babykd.losses.positions import scored_positions, weighted_sum
 from babykd.losses.teacher_targets import check_choice, check_temperature
 
 
@@ -57,7 +57,7 @@ def _rows_kl(student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: floa
         log_p_rest = (outside.logsumexp(dim=-1) - normaliser.squeeze(-1)).clamp(min=MIN_LOG_REST)
         log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
         kl = kl + torch.where(q_rest > 0, q_rest * (log_q_rest - log_p_rest), 0.0)
-    return kl.sum() if weights is None else kl.mul(weights).sum()
+    return weighted_sum(kl, weights)
 
 
 def sparse_kl_distillation_loss(
