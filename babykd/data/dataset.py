@@ -27,6 +27,10 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng(list(key))
 
 
+class TooShortForChunks(ValueError):
+    """A token stream that holds no chunk of seq_length: the data's fault, named by the caller (split, files)."""
+
+
 class ChunkDataset(Dataset):
     """Map-style dataset of contiguous ``seq_length`` slices of ``tokens``.
 
@@ -53,7 +57,7 @@ class ChunkDataset(Dataset):
             raise ValueError(f"seq_length must be positive, not {seq_length}")
         usable = len(tokens) - (seq_length - 1 if random_offset else 0)
         if usable < seq_length:
-            raise ValueError(
+            raise TooShortForChunks(
                 f"a token stream of {len(tokens)} tokens holds no chunk of {seq_length} tokens"
                 + (" at every offset" if random_offset else "")
             )

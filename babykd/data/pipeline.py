@@ -22,7 +22,7 @@ from ..atomic import atomic_write_text, remove_leftovers
 from ..run_lock import CACHE_LOCK_FILE, folder_lock
 from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
 from .corpus import SPLITS, Corpus, CorpusError, DocFormat, SourceDocuments, open_corpus
-from .dataset import ChunkDataset, eval_subset
+from .dataset import ChunkDataset, TooShortForChunks, eval_subset
 from .hub import DatasetsCorpus, is_datasets_corpus, open_datasets_corpus
 from .statistics import source_statistics
 from .words import word_starts, word_table
@@ -227,7 +227,7 @@ def split_named(corpus: str | Path, split: str, parts: Sequence[SourceDocuments]
     """A split too short for one chunk of ``seq_length``: say which split and which files."""
     try:
         yield
-    except ValueError as error:
+    except TooShortForChunks as error:  # only this: any other ValueError is not the corpus's length
         files = ", ".join(str(part.file.path) for part in parts)
         raise CorpusError(corpus, f"the {split} split ({files}) is too short for data.seq_length: {error}") from error
 
