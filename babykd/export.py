@@ -145,7 +145,9 @@ def _replace_model(repo: Path, source: Path, card: str) -> None:
     for old in model_files(repo):
         old.unlink()
     for file in model_files(source):
-        shutil.copy2(file, repo / file.name)
+        # copyfile, not copy2: a copied mtime (older than git's index) plus a reused inode and equal size
+        # let `git add` take a revision's weights for the previous branch's, unchanged (git's stat cache)
+        shutil.copyfile(file, repo / file.name)
     (repo / "README.md").write_text(card, encoding="utf-8")
     _git(repo, "add", "-A")
 
