@@ -4,11 +4,11 @@
 #
 #   fast     an array over the run's revisions/chck_* (the fast suite of each)
 #   full     the final model's full zero-shot suite
-#   aoa      age of acquisition over the revisions, after the fast array and the full suite
-#   glue     an array over the GLUE tasks whose data is here (GPU), after the full suite
+#   aoa      age of acquisition over the revisions
+#   glue     an array over the GLUE tasks whose data is here (GPU)
 #   collate  collate and validate the submission file, --dependency=afterok on all of the above
-# The full suite goes first because babykd.evaluate merges into <run>/eval/results.json unlocked; the
-# AoA and GLUE jobs after it take <run>/eval/.results.lock for their merges.
+# The first four start together: full, AoA and the GLUE tasks merge into the same <run>/eval/results.json,
+# each under <run>/eval/.results.lock (report.write_results), so none waits for another.
 #
 # Usage: scripts/submit_submission.sh [--dry-run] RUN... [ARGS]
 #   RUN      run names in $BABYKD_MODELS or run directories
@@ -45,10 +45,10 @@ for name in "${BABYKD_ITEMS[@]}"; do
     revisions=$(array_of fast)
     fast=$([[ -z $revisions ]] || stage fast "" "$revisions")
     full=$(stage full "" "")
-    aoa=$(stage aoa "$full${fast:+:$fast}" "")
+    aoa=$(stage aoa "" "")
     glue_tasks=$(array_of glue)
-    glue=$([[ -z $glue_tasks ]] || stage glue "$full" "$glue_tasks")
+    glue=$([[ -z $glue_tasks ]] || stage glue "" "$glue_tasks")
     after=$full:$aoa${fast:+:$fast}${glue:+:$glue}
     collate=$(stage collate "$after" "")
-    babykd_log "submitted $run: fast ${fast:-none} (${revisions:-no revisions}); full $full -> aoa $aoa, glue ${glue:-none} (${glue_tasks:-no tasks}); collate $collate after all (logs in $_BABYKD_LOGS)"
+    babykd_log "submitted $run: fast ${fast:-none} (${revisions:-no revisions}), full $full, aoa $aoa, glue ${glue:-none} (${glue_tasks:-no tasks}) side by side; collate $collate after all (logs in $_BABYKD_LOGS)"
 done

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 from matplotlib.image import imread
 
+from babykd.atomic import atomic_write_json
 from babykd.evaluation.report import (
-    heatmap_columns, plot_learning_curves, plot_results, revision_words, weights_fingerprint, write_results,
+    heatmap_columns, plot_learning_curves, plot_results, read_results, results_lock, revision_words,
+    weights_fingerprint, write_results,
 )
 
 
@@ -54,3 +57,21 @@ def test_results_written_without_a_fingerprint_are_keyed_by_the_weights_too(tmp_
     (model_dir / "model.safetensors").write_bytes(b"weights two")  # retrained into the same folder
     fresh = write_results(results, {"model": str(model_dir), "tasks": {"ewok_filtered": entry}})
     assert set(fresh["tasks"]) == {"ewok_filtered"}
+
+
+def test_two_writers_finishing_together_keep_both_tasks(tmp_path):
+    """eval-blimp.sh and eval-ewok.sh as two jobs: the second merge waits for the first instead of losing it."""
+    results = tmp_path / "eval" / "results.json"
+
+    def record(task: str) -> dict:
+        return {"model": "org/model", "weights_sha256": "abc", "tasks": {task: {"score": 0.5}}}
+
+    with results_lock(results.parent):  # job A is mid-merge: it has read the file (nothing yet)
+        writer = threading.Thread(target=write_results, args=(results, record("ewok_filtered")))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive()  # job B waits instead of writing what A is about to overwrite
+        atomic_write_json(results, record("blimp_filtered"))  # A writes what it merged
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert set(read_results(results)["tasks"]) == {"blimp_filtered", "ewok_filtered"}

@@ -8,10 +8,8 @@ with the zero-shot ones of the same weights and show up in the same tables.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -25,20 +23,6 @@ def model_label(model_dir: Path) -> str:
     return str(Path(model_dir).resolve())
 
 
-@contextlib.contextmanager
-def results_lock(eval_dir: Path) -> Iterator[None]:
-    """Hold ``eval_dir/.results.lock`` while reading and rewriting a file there.
-
-    Why: the jobs of one run's submission chain (AoA, a GLUE array) finish at
-    any time and each merges its entries into the same results and predictions
-    files; unlocked, two read-merge-writes at once would lose one of them.
-    """
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    with (eval_dir / ".results.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        yield
-
-
 def save_family_results(
     model_dir: Path, output: Path | None, tasks: dict[str, dict[str, Any]], wall_time_s: float, device: torch.device
 ) -> dict[str, Any]:
@@ -50,8 +34,7 @@ def save_family_results(
         **provenance(torch_device=str(device)),
     }
     path = output or Path(model_dir) / "eval" / "results.json"
-    with results_lock(path.parent):
-        return write_results(path, record)
+    return write_results(path, record)  # under the eval folder's lock: AoA and GLUE jobs may finish together
 
 
 def refresh_submission(model_dir: Path) -> None:

@@ -61,12 +61,10 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from babykd.evaluation import submission
-from babykd.evaluation.family_results import (
-    model_label, refresh_submission, results_lock, save_family_results,
-)
+from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
-from babykd.evaluation.report import weights_fingerprint
+from babykd.evaluation.report import results_lock, weights_fingerprint
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError

@@ -11,7 +11,9 @@ The markdown table goes to stdout (and to ``--markdown``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -20,7 +22,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -76,10 +78,29 @@ def scored_on_these_weights(record: dict[str, Any], model_dir: str | os.PathLike
     return now is None or record.get("weights_sha256") in (None, now)
 
 
+@contextlib.contextmanager
+def results_lock(eval_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``eval_dir/.results.lock`` while reading and rewriting a file there.
+
+    Why: the jobs that score one model (eval-*.sh submitted side by side, the AoA and
+    GLUE jobs of a submission chain) finish at any time and each merges its entries
+    into the same results (and GLUE predictions) file; unlocked, two
+    read-merge-writes at once would lose one of them. `flock` is released by the
+    kernel when the holder dies, so a killed job leaves no stale lock. Not
+    re-entrant: a holder must not call `write_results` on the same folder.
+    """
+    eval_dir = Path(eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    with (eval_dir / ".results.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str, Any]:
     """Write `results` atomically, keeping tasks scored earlier on the SAME weights and not re-scored.
 
-    So `eval-blimp.sh` then `eval-ewok.sh` leave one file with all three tasks;
+    So `eval-blimp.sh` then `eval-ewok.sh` leave one file with all three tasks,
+    also when they finish at the same moment (the merge holds `results_lock`);
     each task entry carries its own dtype, subset size and data checksum. An
     earlier entry is kept only when the model path and the weights'
     fingerprint (``weights_sha256``) both match: a model retrained into the
@@ -88,6 +109,12 @@ def write_results(path: str | os.PathLike, results: dict[str, Any]) -> dict[str,
     path = Path(path)
     if results.get("weights_sha256") is None:  # every writer keys its scores by the weights it scored
         results = {**results, "weights_sha256": weights_fingerprint(results["model"])}
+    with results_lock(path.parent):
+        return _merge_into(path, results)
+
+
+def _merge_into(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """The read-merge-write of `write_results`; the caller holds the folder's lock."""
     merged = results
     if path.exists():
         try:
