@@ -138,6 +138,9 @@ class Budget:
     evaluation: EvaluationBudget = field(default_factory=EvaluationBudget)
     #: Default: the published question's comparisons (every recipe of them is in the default plan).
     comparisons: list[Comparison] = field(default_factory=lambda: [Comparison(*c) for c in COMPARISONS])
+    #: What results at this budget's scale can and cannot say about the published ones (a RESULTS.md
+    #: section): written with the budget because it follows from its sizes, not from the numbers.
+    scope: str | None = None
 
     def validate(self, where: str) -> None:
         for role in self.role_overrides:
@@ -153,6 +156,8 @@ class Budget:
             if not (REPO_ROOT / path).is_file():
                 raise ConfigError(f"{where}: models.{name}: {path} not found")
         self.evaluation.validate(where)
+        if self.scope is not None and not self.scope.strip():
+            raise ConfigError(f"{where}: scope: empty (leave it out, or say what this scale can and cannot show)")
         planned = {*self.plan.teachers, *self.plan.baselines, *self.plan.students}
         for index, comparison in enumerate(self.comparisons):
             for side in ("a", "b"):
@@ -599,11 +604,13 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
         "",
         findings(rows, budget.comparisons, columns),
         "",
+        *(["## What this scale can and cannot say", "", budget.scope.strip(), ""] if budget.scope else []),
         "## Wall time per stage",
         "",
         stage_times_table(out_root),
         "",
-        f"This command ran {wall_s:.0f} s end to end (stages already finished by an earlier run are not in it).",
+        f"The command that wrote this report ran {wall_s:.0f} s (stages an earlier sitting finished are skipped, "
+        "so with several sittings the total is the table's last row).",
         "",
         "## Provenance",
         "",

@@ -37,6 +37,7 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert "Teacher GPT2-705M-strict reached dev CE" in text  # against the student alone
     assert "corpus_sha256" in text and "git_commit" in text and "training.max_steps=8" in text
     assert "## Wall time per stage" in text and "| evaluate every model |" in text
+    assert (f"## What this scale can and cannot say\n\n{loaded.scope.strip()}\n" in text) == (loaded.scope is not None)
     per_run = (out / "RESULTS.csv").read_text().splitlines()
     assert len(per_run) == 1 + len(reproduce.plan(2, recipes)) and per_run[0].startswith("model,role,seed")
 
@@ -118,7 +119,8 @@ def test_cpu_budget_pairs_four_recipes_on_the_same_batches_under_bigger_teachers
     ("evaluation: {tasks: [comps], fast: true}", r"bad.yaml: evaluation.tasks: comps has no fast set"),
     ("comparisons: [{label: x, a: BabyLlama1-58M-strict, b: NoSuchRecipe}]",
      r"bad.yaml: comparisons\[0\].b: 'NoSuchRecipe' is not trained by this budget's plan"),
-], ids=["recipe", "role", "task", "fast", "comparison"])
+    ("scope: '  '", r"bad.yaml: scope: empty"),
+], ids=["recipe", "role", "task", "fast", "comparison", "scope"])
 def test_a_bad_budget_fails_with_file_and_key(tmp_path: Path, monkeypatch, text: str, error: str) -> None:
     from babykd.config import ConfigError
 
