@@ -22,6 +22,10 @@ from babykd.errors import UserError
 from babykd.preemption import PREEMPTED_EXIT_CODE
 
 
+#: `--allow-config-change` of every command that resumes runs (train, distill, grid run).
+ALLOW_CONFIG_CHANGE_HELP = "with --resume: continue under a changed config (recorded in provenance.json)"
+
+
 def build_parser(description: str, default_config: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     if default_config:
@@ -39,8 +43,7 @@ def build_parser(description: str, default_config: str | None) -> argparse.Argum
                        help="continue from the run's newest complete checkpoint (a first start when there is none)")
     start.add_argument("--fresh", action="store_true",
                        help="delete the checkpoints or finished model already in the run folder and start over")
-    parser.add_argument("--allow-config-change", action="store_true",
-                        help="with --resume: continue under a changed config (recorded in provenance.json)")
+    parser.add_argument("--allow-config-change", action="store_true", help=ALLOW_CONFIG_CHANGE_HELP)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not just its message")
     return parser
 

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from babykd import REPO_ROOT
+from babykd.cli import ALLOW_CONFIG_CHANGE_HELP
 from babykd.config import ConfigError, RunConfig, load_run_config, parse_overrides, read_yaml
+from babykd.errors import UserError
 
 GRID_KEYS = ("base", "name", "axes")
 #: The minimal-pair task whose score breaks ties and is shown next to the dev CE.
@@ -209,8 +211,12 @@ def _validate_axis_keys(grid: Grid, overrides: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- running
 
 
-def run_point(grid: Grid, index: int, overrides: Sequence[str] = ()) -> int:
-    """Train point `index` unless it already finished; resume from its newest checkpoint. Exit status."""
+def run_point(grid: Grid, index: int, overrides: Sequence[str] = (), allow_config_change: bool = False) -> int:
+    """Train point `index` unless it already finished; resume from its newest checkpoint. Exit status.
+
+    A point resumed under a config that differs from its run_config.yaml (a changed `--set`, an edited
+    base recipe) is refused unless `allow_config_change`, as `train.py --resume` refuses it.
+    """
     from babykd.preemption import PREEMPTED_EXIT_CODE
     from babykd.training import is_finished, run_training
 
@@ -220,7 +226,7 @@ def run_point(grid: Grid, index: int, overrides: Sequence[str] = ()) -> int:
         print(f"point {index} {config.output.name} already finished ({run_dir}); nothing to do")
         return 0
     print(f"point {index} {config.output.name} -> {run_dir}", flush=True)
-    result = run_training(config, resume=True)
+    result = run_training(config, resume=True, allow_config_change=allow_config_change)
     if result.preempted:
         return PREEMPTED_EXIT_CODE
     print(f"saved {result.run_dir} ({result.parameters:,} parameters, {result.wall_time_s:.1f} s)")
@@ -361,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config value for every point, e.g. --set output.root=/scratch/models",
         )
     subs["run"].add_argument("index", type=int, help="point index (e.g. $SLURM_ARRAY_TASK_ID)")
+    subs["run"].add_argument("--allow-config-change", action="store_true", help=ALLOW_CONFIG_CHANGE_HELP)
     subs["summary"].add_argument("--finalists", type=int, default=3, metavar="K", help="how many (default 3)")
     return parser
 
@@ -378,15 +385,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from babykd.cli import setup_logging
 
             setup_logging()
-            return run_point(grid, args.index, overrides)
+            return run_point(grid, args.index, overrides, args.allow_config_change)
         if args.finalists < 0:
             raise ConfigError(f"--finalists must be >= 0, got {args.finalists}")
         text, _ = summarize(grid, overrides, args.finalists)
         print(text, end="")
         print(f"written to {summary_path(grid, overrides)}", file=sys.stderr)
         return 0
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    except UserError as error:  # a bad grid or setting, a point's folder that refuses this start
+        kind = "config error" if isinstance(error, ConfigError) else "error"
+        print(f"{kind}: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 

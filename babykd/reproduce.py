@@ -284,18 +284,16 @@ def evaluate_runs(run_dirs: Sequence[Path], evaluation: EvaluationBudget, eval_d
                   suite_data: Path | None, out_root: Path) -> None:
     """Score every finished run on the budget's tasks that its results file does not hold yet.
 
-    A task that fails (missing data, an input longer than a position table) is written to the results
-    file's "errors" and printed; the model's other tasks are kept, and a rerun tries only the failed ones.
+    Through `babykd.evaluate`, the command a user scores a checkpoint with: the same records (provenance,
+    dtype, predictions), so a reproduction's numbers are the ones a submission would report. A task that
+    fails (missing data, an input longer than a position table) is written to the results file's "errors"
+    and printed, as is a model that cannot be loaded at all (each of its tasks); the other models and tasks
+    are kept, and a rerun tries only the failed ones.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from babykd.evaluate import one_line
+    from babykd import evaluate
     from babykd.evaluation.report import read_results, write_results
-    from babykd.evaluation.suite import evaluate_suite, make_source
 
     clock = StageClock(out_root)
-    device = "cuda" if _cuda() else "cpu"
-    source = make_source(evaluation.fast, eval_data, suite_data)
     for run_dir in run_dirs:
         results_path = run_dir / "eval" / "results.json"
         done = read_results(results_path)["tasks"] if results_path.exists() else {}
@@ -303,23 +301,26 @@ def evaluate_runs(run_dirs: Sequence[Path], evaluation: EvaluationBudget, eval_d
         if not todo:
             continue
         print(f"evaluating {run_dir.name}: {', '.join(todo)}", flush=True)
+        argv = [str(run_dir), "--protocol", "2025", "--tasks", *todo, "--no-progress",
+                *(["--fast"] if evaluation.fast else []),
+                *(["--max-items-per-subtask", str(evaluation.max_items_per_subtask)]
+                  if evaluation.max_items_per_subtask else []),
+                *(["--data-dir", str(eval_data)] if eval_data else []),
+                *(["--suite-data", str(suite_data)] if suite_data else [])]
         started = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(run_dir).to(device)
-        entries, _, failures = evaluate_suite(
-            model, AutoTokenizer.from_pretrained(run_dir), todo, source,
-            max_items_per_subtask=evaluation.max_items_per_subtask, progress=False, keep_going=True,
-        )
-        errors = {result_name(task, evaluation.fast): one_line(exc) for task, exc in failures.items()}
-        for task, why in errors.items():
-            print(f"  {run_dir.name}: {task} not scored: {why}", flush=True)
-        write_results(results_path, {"model": str(run_dir), "protocol": "2025", "tasks": entries, "errors": errors})
+        try:
+            evaluate.run(evaluate.parse_args(argv))
+        except evaluate.CleanError as exc:  # after the tasks that could be scored were written
+            why = " ".join(str(exc).split())
+            print(f"  {run_dir.name}: {why}", flush=True)
+            written = read_results(results_path) if results_path.exists() else {"tasks": {}}
+            names = [result_name(task, evaluation.fast) for task in todo]
+            accounted = {*written["tasks"], *written.get("errors", {})}
+            unaccounted = [name for name in names if name not in accounted]
+            if unaccounted:  # nothing was scored (the model or its data did not load): each task says why
+                write_results(results_path, {"model": str(run_dir.resolve()), "protocol": "2025", "tasks": {},
+                                             "errors": dict.fromkeys(unaccounted, why)})
         clock.record(f"evaluate {run_dir.name}", time.perf_counter() - started)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------- the table

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -180,10 +181,19 @@ def test_grid_points_run_skip_when_finished_resume_when_interrupted(tiny_grid, c
     os.remove(interrupted / PROVENANCE_FILE)
     shutil.rmtree(interrupted / "checkpoints" / "checkpoint-4")
     assert read_point(grid.points[3], interrupted).status == "pending (checkpoint 2)"
+    saved_config = (interrupted / "run_config.yaml").read_text()
+    changed = ["--set", *overrides, "training.lr=1.234e-3"]  # resubmitted with another setting
+    assert main(["run", str(path), "3", *changed]) == 2
+    assert re.search(r"^error: .* differs from its run_config.yaml at training.lr: .*--allow-config-change",
+                     capsys.readouterr().err, re.M)
+    assert (interrupted / "run_config.yaml").read_text() == saved_config
+    assert not (interrupted / PROVENANCE_FILE).exists()
     with caplog.at_level("INFO", logger="babykd.training"):
-        assert main(["run", str(path), "3", "--set", *overrides]) == 0
+        assert main(["run", str(path), "3", *changed, "--allow-config-change"]) == 0
     assert any("resuming from" in r.message and r.message.endswith("checkpoint-2") for r in caplog.records)
-    assert json.loads((interrupted / PROVENANCE_FILE).read_text())["global_steps"] == 4
+    record = json.loads((interrupted / PROVENANCE_FILE).read_text())
+    assert record["global_steps"] == 4 and record["config_changes"][0]["step"] == 2
+    assert record["config_changes"][0]["changes"]["training.lr"]["to"] == 1.234e-3
 
     write_results(finished / "eval" / "results.json", {"model": str(finished), "tasks": {
         "blimp_filtered": {"score": 0.5625, "stderr": 0.02, "max_items_per_subtask": 200}}})

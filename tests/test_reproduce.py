@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 from babykd import reproduce
+from babykd.evaluation.report import read_results
 from conftest import shared_or_skip
 
 
@@ -198,3 +201,24 @@ def test_baselines_name_the_models_not_below_the_unigram_model_or_chance() -> No
     text = reproduce.baselines(rows, 6.0, reproduce.EVAL_TASKS)
     assert "dev CE 6.000. Not below it: B." in text
     assert "- blimp_filtered: chance is 0.5 (two candidates per item); mean at or below it: B." in text
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_loaded_is_an_error_per_task_and_the_others_are_scored(
+        tiny_teachers: list[Path], tmp_path: Path) -> None:
+    """evaluate_runs goes through babykd.evaluate: a damaged run is named in its results' errors, not a crash."""
+    suite_data = shared_or_skip("evaluation_data_2025.zip")
+    good, damaged = tmp_path / "good", tmp_path / "damaged"
+    shutil.copytree(tiny_teachers[0], good, ignore=shutil.ignore_patterns("eval", "checkpoints"))
+    shutil.copytree(tiny_teachers[0], damaged, ignore=shutil.ignore_patterns("eval", "checkpoints"))
+    (damaged / "tokenizer.json").write_text("{not json")
+    evaluation = reproduce.EvaluationBudget(tasks=["blimp_filtered", "ewok_filtered"], fast=True,
+                                            max_items_per_subtask=2)
+    reproduce.evaluate_runs([damaged, good], evaluation, None, suite_data, tmp_path)
+    scored = read_results(good / "eval" / "results.json")
+    assert set(scored["tasks"]) == {"blimp_filtered_fast", "ewok_filtered_fast"} and not scored["errors"]
+    assert scored["dtype"] == "fp32" and "git_commit" in scored  # the record babykd.evaluate writes
+    failed = read_results(damaged / "eval" / "results.json")
+    assert failed["tasks"] == {} and set(failed["errors"]) == {"blimp_filtered_fast", "ewok_filtered_fast"}
+    assert all("damaged tokenizer file" in why for why in failed["errors"].values())
+    assert set(json.loads((tmp_path / reproduce.STAGE_TIMES).read_text())) == {"evaluate damaged", "evaluate good"}
