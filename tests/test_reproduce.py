@@ -40,7 +40,8 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert "Teacher GPT2-705M-strict reached dev CE" in text  # against the student alone
     assert "corpus_sha256" in text and "git_commit" in text and "training.max_steps=8" in text
     assert "## Wall time per stage" in text and "| evaluate every model |" in text
-    assert (f"## What this scale can and cannot say\n\n{loaded.scope.strip()}\n" in text) == (loaded.scope is not None)
+    scope = f"## What this scale can and cannot say\n\n{(loaded.scope or '').strip()}\n"
+    assert (scope in text) == (loaded.scope is not None)
     per_run = (out / "RESULTS.csv").read_text().splitlines()
     assert len(per_run) == 1 + len(reproduce.plan(2, recipes)) and per_run[0].startswith("model,role,seed")
 
