@@ -74,6 +74,8 @@ COMPARISONS = (
 
 #: Tasks where each item is a choice between two candidates, so chance is 0.5.
 PAIR_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
+#: Tasks scored as a Spearman correlation with human judgements, so knowing nothing is 0.
+CORRELATION_TASKS = ("wug_adj_nominalization", "wug_past_tense")
 
 
 @dataclass
@@ -516,17 +518,23 @@ def unigram_dev_ce(config: RunConfig) -> float:
 
 
 def baselines(rows: Sequence[ModelRow], unigram_ce: float, columns: Sequence[str]) -> str:
-    """Whether the models learned anything at all: dev CE against the unigram model's, pair tasks against chance."""
+    """Whether the models learned anything at all: dev CE against the unigram model's, pair tasks against chance,
+    correlations with human judgements against none."""
     above = [row.label for row in rows if not row.mean(DEV_CE) < unigram_ce]  # nan: not shown to be below
     lines = [f"- Unigram model of the train split (add-one smoothed, this budget's tokenizer) on seed 0's dev "
              f"chunks: {DEV_CE} {unigram_ce:.3f}. "
              + (f"Not below it: {', '.join(above)}." if above else "Every model is below it.")]
     for column in columns:
-        if column.removesuffix("_fast") in PAIR_TASKS:
-            at_chance = [row.label for row in rows if not row.mean(column) > 0.5]
-            verdict = (f"mean at or below it: {', '.join(at_chance)}." if at_chance
-                       else "every model's mean is above it.")
-            lines.append(f"- {column}: chance is 0.5 (two candidates per item); {verdict}")
+        task = column.removesuffix("_fast")
+        if task in PAIR_TASKS:
+            floor, meaning = 0.5, "chance is 0.5 (two candidates per item)"
+        elif task in CORRELATION_TASKS:
+            floor, meaning = 0.0, "no relation to the human judgements is ρ = 0"
+        else:
+            continue
+        at_floor = [row.label for row in rows if not row.mean(column) > floor]
+        verdict = f"mean at or below it: {', '.join(at_floor)}." if at_floor else "every model's mean is above it."
+        lines.append(f"- {column}: {meaning}; {verdict}")
     return "\n".join(lines)
 
 

@@ -202,6 +202,11 @@ def test_baselines_name_the_models_not_below_the_unigram_model_or_chance() -> No
     text = reproduce.baselines(rows, 6.0, reproduce.EVAL_TASKS)
     assert "dev CE 6.000. Not below it: B." in text
     assert "- blimp_filtered: chance is 0.5 (two candidates per item); mean at or below it: B." in text
+    for row, rho in zip(rows, ([0.3, 0.1], [0.05, -0.1])):
+        row.scores["wug_past_tense_fast"] = rho
+    text = reproduce.baselines(rows, 6.0, [*reproduce.EVAL_TASKS, "wug_past_tense_fast", "reading_fast"])
+    assert "- wug_past_tense_fast: no relation to the human judgements is ρ = 0; mean at or below it: B." in text
+    assert "reading_fast" not in text  # an in-sample R² gain has no floor to compare with
 
 
 @pytest.mark.slow
