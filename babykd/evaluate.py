@@ -40,7 +40,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.evaluation import submission
-from babykd.evaluation.report import summary_line, write_results
+from babykd.evaluation import store
+from babykd.evaluation.report import summary_line, weights_fingerprint, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
 from babykd.evaluation.suite import (
     FULL_ONLY, OFFICIAL_TASK_NAMES, SUBMISSION_KEYS, SUITE_TASKS, evaluate_suite, make_source, result_name,
@@ -101,7 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="full tracebacks for input errors")
     args = parser.parse_args(argv)
-    local = Path(args.model)
+    local = args.run_dir = Path(args.model)
     if args.revision:
         args.model = str(local / REVISIONS_DIR / args.revision)
     if args.output is None:
@@ -228,11 +229,17 @@ def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, s
             print(f"missing data, not scored: {task}: {exc}", file=sys.stderr)
         else:
             errors[result_name(task, source.fast)] = report_error(args, exc)
+    weights = weights_fingerprint(args.model)
+    for entry in entries.values():  # each entry says whose weights it belongs to and how it was scored
+        entry.update(store.stamp(weights, store.suite_setup(
+            source.fast, args.dtype, args.max_items_per_subtask, entry["data_sha256"])))
     if args.max_items_per_subtask is None:  # a subset is never a submission
         for task, task_preds in preds.items():
             revision = args.revision if source.fast else None
             if task in SUBMISSION_KEYS and (source.fast or not args.revision):
-                submission.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds)
+                entry = entries[result_name(task, source.fast)]
+                store.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds,
+                                        entry["weights_sha256"], entry["setup"])
     return record(args, model, entries, missing=missing, errors=errors, separate_commands=SEPARATE_COMMANDS)
 
 
@@ -276,8 +283,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     written = write_results(args.output, results)
     print(summary_line(results, args.output))
     official = any(t.removesuffix("_fast") in SUBMISSION_KEYS for t in results["tasks"])
-    if args.protocol == "2025" and args.max_items_per_subtask is None and official:
-        path, missing = submission.collate_submission(args.eval_dir)
+    if args.protocol == "2025" and args.max_items_per_subtask is None and official and args.run_dir.is_dir():
+        path, missing = submission.collate_submission(args.run_dir, eval_folder=args.eval_dir)
         print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
     if results["errors"]:  # after writing: the scores of the other tasks are kept
         raise CleanError("not scored: " + "; ".join(f"{name}: {why}" for name, why in results["errors"].items()))

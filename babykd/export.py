@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import subprocess
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 import yaml
 
 from babykd.evaluation.report import scored_on_these_weights
-from babykd.evaluation.submission import SUBMISSION_FILE
+from babykd.evaluation.submission import SUBMISSION_FILE, collate_submission
 from babykd.evaluation.submission_check import check_file
 from babykd.provenance import PROVENANCE_FILE
 from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
@@ -74,8 +75,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def model_card(run_dir: Path, revision: Path | None = None) -> str:
-    """A hub model card (YAML header + markdown) from the run's records."""
+def model_card(run_dir: Path, revision: Path | None = None, submission: Path | None = None) -> str:
+    """A hub model card (YAML header + markdown) from the run's records (and the exported submission file)."""
     provenance = _read_json(run_dir / PROVENANCE_FILE)
     run_config = yaml.safe_load((run_dir / "run_config.yaml").read_text(encoding="utf-8")) \
         if (run_dir / "run_config.yaml").is_file() else {}
@@ -105,7 +106,7 @@ def model_card(run_dir: Path, revision: Path | None = None) -> str:
             if isinstance(lineage, int) else "- Words seen by the whole lineage: unknown (a teacher has no record)"
         )
     if revision is None:
-        lines += score_lines(run_dir) + scoring_lines(run_dir)
+        lines += score_lines(run_dir) + scoring_lines(submission)
     lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}.", ""]
     return "\n".join(lines)
 
@@ -122,10 +123,9 @@ def score_lines(run_dir: Path) -> list[str]:
     return lines + [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in results["tasks"].items()]
 
 
-def scoring_lines(run_dir: Path) -> list[str]:
+def scoring_lines(submission: Path | None) -> list[str]:
     """The card's "How this was scored" section: the submission file, how it was made, what --check finds."""
-    submission = run_dir / "eval" / SUBMISSION_FILE
-    if not submission.is_file():
+    if submission is None:
         return []
     problems = check_file(submission)
     verdict = ("complete for the strict-small track" if not problems else
@@ -162,10 +162,16 @@ def export_run(run_dir: str | Path, out: str | Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     _git(out, "init", "-q", "-b", "main")
     (out / ".gitattributes").write_text(GITATTRIBUTES, encoding="utf-8")
-    _replace_model(out, run_dir, model_card(run_dir))
-    if (run_dir / "eval" / SUBMISSION_FILE).is_file():  # on main only: a revision branch replaces every *.json
-        shutil.copy2(run_dir / "eval" / SUBMISSION_FILE, out / SUBMISSION_FILE)
-        _git(out, "add", SUBMISSION_FILE)
+    with tempfile.TemporaryDirectory() as scratch:
+        submission = None
+        if (run_dir / "eval" / SUBMISSION_FILE).is_file():  # on main only: a revision branch replaces every *.json
+            # collated again through the results store, not copied: a file collated before a retrain would
+            # publish the old weights' predictions; the store keeps only what belongs to the weights exported
+            submission, _ = collate_submission(run_dir, destination=Path(scratch) / SUBMISSION_FILE)
+        _replace_model(out, run_dir, model_card(run_dir, submission=submission))
+        if submission is not None:
+            shutil.copyfile(submission, out / SUBMISSION_FILE)
+            _git(out, "add", SUBMISSION_FILE)
     _git(out, "commit", "-q", "-m", f"{run_dir.name}: final model")
     branches = ["main"]
     for revision in saved_revisions(run_dir):

@@ -26,6 +26,7 @@ an error (`--check` is the gate before uploading: exit 1, one line per problem).
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import time
@@ -34,16 +35,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from babykd import evaluate
-from babykd.evaluation import aoa, finetune
+from babykd.evaluation import aoa, finetune, store
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
-from babykd.evaluation.report import read_results, weights_fingerprint
+from babykd.evaluation.report import weights_fingerprint
 from babykd.evaluation.scorer import DTYPES
-from babykd.evaluation.submission import FULL_KEYS, collate_submission, predictions_path, track_revisions
+from babykd.evaluation.submission import FULL_KEYS, collate_submission, track_revisions
 from babykd.evaluation.submission_check import check_file
-from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, make_source, result_name
+from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, make_source, result_name, task_data_sha256
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
 from babykd.evaluation.tasks import TaskDataError
-from babykd.rules import REVISIONS_DIR, TRACKS, revision_words
+from babykd.rules import REVISIONS_DIR, TRACKS, revision_name, revision_words
 
 STAGES = ("fast", "full", "aoa", "glue", "collate")
 
@@ -60,50 +61,53 @@ class Unit:
     note: str = ""
 
 
-def _record(path: Path, model_dir: Path) -> dict[str, Any] | None:
-    """The results record at `path` if it was scored on `model_dir`'s current weights."""
-    if not path.is_file():
-        return None
-    try:
-        record = read_results(path)
-    except ValueError:
-        return None
-    return record if record.get("weights_sha256") == weights_fingerprint(model_dir) else None
-
-
-def missing_suite_data(args: argparse.Namespace, fast: bool) -> dict[str, str]:
-    """Zero-shot tasks whose data is absent here -> the message naming the path looked for."""
+def suite_digests(args: argparse.Namespace, fast: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """(zero-shot task -> its data's sha256 for the tasks with data here, task -> why the others have none)."""
     source = make_source(fast, args.data_dir, args.suite_data)
-    missing = {}
+    digests, missing = {}, {}
     for task in SUITE_TASKS:
         if fast and task in FULL_ONLY:
             continue
         try:
-            source.reading_csv() if task == "reading" else source.folder(task)
+            digests[task] = task_data_sha256(task, source)
         except MissingEvalData as exc:
             missing[task] = str(exc)
-    return missing
+    return digests, missing
 
 
-def _suite_done(path: Path, model_dir: Path, fast: bool, dtype: str, missing: dict[str, str]) -> bool:
-    """Every zero-shot task with data here scored on all its items with `dtype`, for these weights."""
-    record = _record(path, model_dir)
-    if record is None:
-        return False
-    for task in SUITE_TASKS:
-        if (fast and task in FULL_ONLY) or task in missing:
-            continue
-        entry = record["tasks"].get(result_name(task, fast))
-        if entry is None or entry.get("dtype") != dtype or entry.get("max_items_per_subtask") is not None:
-            return False
-    return True
+def _suite_done(path: Path, model_dir: Path, fast: bool, dtype: str, digests: dict[str, str]) -> bool:
+    """Every zero-shot task with data here scored on all its items with `dtype`, for these weights and data."""
+    weights = weights_fingerprint(model_dir)
+    return path.is_file() and all(
+        store.entry_done(path, result_name(task, fast), weights, store.suite_setup(fast, dtype, None, sha))
+        for task, sha in digests.items()
+    )
 
 
 def revisions_of(run_dir: Path) -> list[str]:
-    """The run's ``revisions/chck_*`` folders, in words-seen order."""
+    """The run's ``revisions/chck_*`` folders, in words-seen order; anything else there is named once and ignored."""
     folder = run_dir / REVISIONS_DIR
-    names = [p.name for p in folder.glob("chck_*") if p.is_dir()] if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    names, stray = [], []
+    for path in sorted(folder.iterdir()):
+        (names if path.is_dir() and _is_revision(path.name) else stray).append(path.name)
+    if stray:
+        _warn_stray(folder, tuple(stray))
     return sorted(names, key=revision_words)
+
+
+def _is_revision(name: str) -> bool:
+    try:
+        return revision_name(revision_words(name)) == name
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_stray(folder: Path, stray: tuple[str, ...]) -> None:
+    """One warning per folder and content, however often the revisions are listed."""
+    print(f"warning: {folder}: ignored {', '.join(stray)} (not a revision folder chck_<words>)", file=sys.stderr)
 
 
 def _common(args: argparse.Namespace) -> list[str]:
@@ -118,23 +122,22 @@ def _data(args: argparse.Namespace) -> list[str]:
 
 
 def fast_units(args: argparse.Namespace) -> list[Unit]:
-    units, missing = [], missing_suite_data(args, fast=True)
+    units, (digests, _) = [], suite_digests(args, fast=True)
     for name in revisions_of(args.run_dir):
         argv = [str(args.run_dir), "--tasks", "all", "--fast", "--revision", name, *args.suite_args, *_common(args)]
-        results = args.run_dir / "eval" / REVISIONS_DIR / name / "results.json"
-        model = args.run_dir / REVISIONS_DIR / name
+        results, model = store.results_path(args.run_dir, name), store.revision_model(args.run_dir, name)
         units.append(Unit("fast", name, lambda argv=argv: evaluate.main(argv),
-                          lambda r=results, m=model: _suite_done(r, m, True, args.dtype, missing)))
+                          lambda r=results, m=model: _suite_done(r, m, True, args.dtype, digests)))
     return units
 
 
 def full_unit(args: argparse.Namespace) -> tuple[Unit, list[str]]:
     """The final model's whole zero-shot suite, and a note per task whose data is absent."""
     argv = [str(args.run_dir), "--tasks", "all", *args.suite_args, *_common(args)]
-    results = args.run_dir / "eval" / "results.json"
-    missing = missing_suite_data(args, fast=False)
+    results = store.results_path(args.run_dir)
+    digests, missing = suite_digests(args, fast=False)
     unit = Unit("full", "final model", lambda: evaluate.main(argv),
-                lambda: _suite_done(results, args.run_dir, False, args.dtype, missing))
+                lambda: _suite_done(results, args.run_dir, False, args.dtype, digests))
     return unit, [f"{task}: {reason}" for task, reason in missing.items()]
 
 
@@ -150,12 +153,15 @@ def aoa_unit(args: argparse.Namespace) -> Unit:
     argv = [str(args.run_dir), "--track", args.track, *_common(args), *_data(args)]
     argv += ["--revisions", *revisions] if absent else []
 
-    def done() -> bool:
-        record = _record(args.run_dir / "eval" / "results.json", args.run_dir)
-        entry = (record or {}).get("tasks", {}).get("aoa")
-        ok = entry is not None and entry.get("max_words") is None and entry.get("dtype") == args.dtype
-        ok = ok and sorted(entry.get("revisions", []), key=revision_words) == sorted(revisions, key=revision_words)
-        return ok and (bool(absent) or predictions_path(args.run_dir / "eval", None, "aoa").is_file())
+    def done() -> bool:  # AoA belongs to its revisions' weights, not the final model's
+        try:
+            data_sha = aoa.load_aoa_data(SuiteData(args.suite_data)).sha256
+        except TaskDataError:  # no AoA data here: running the unit names what is missing
+            return False
+        setup = store.aoa_setup(revisions, args.dtype, None, data_sha, official_revisions=not absent)
+        weights = store.revisions_sha256(args.run_dir, revisions)
+        return store.entry_done(store.results_path(args.run_dir), "aoa", weights, setup) and (
+            bool(absent) or store.predictions_path(store.eval_dir(args.run_dir), None, "aoa").is_file())
 
     return Unit("aoa", f"{len(revisions)} revisions", lambda: aoa.main(argv), done, note)
 
@@ -165,22 +171,22 @@ def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
     suite = SuiteData(args.suite_data)
     units, notes = [], []
     for name, task in GLUE_TASKS.items():
-        try:
+        splits = {}
+        try:  # one example of each split: the data's sha256 is the whole file's
             for split in ("train", "valid"):
-                load_split(suite, task, split, 1)
+                splits[split] = load_split(suite, task, split, 1)
         except TaskDataError as exc:
             notes.append(f"glue.{name}: no {split} data ({exc})")
             continue
         argv = [str(args.run_dir), name, *args.glue_args, *_data(args)]
         argv += ["--device", args.device] if args.device else []
         argv += ["--no-progress"] if args.no_progress else []
-        epochs = finetune.parse_args(argv).hp.for_task(task)[1]
+        hp = finetune.parse_args(argv).hp
+        setup = finetune.task_setup(task, hp, splits["train"], splits["valid"], args.max_train_examples, None)
 
-        def done(name: str = name, epochs: int = epochs) -> bool:
-            record = _record(args.run_dir / "eval" / "results.json", args.run_dir)
-            entry = (record or {}).get("tasks", {}).get(name)
-            return (entry is not None and entry.get("max_train_examples") == args.max_train_examples
-                    and entry.get("hyperparameters", {}).get("epochs") == epochs)
+        def done(name: str = name, setup: dict[str, Any] = setup) -> bool:
+            weights = weights_fingerprint(args.run_dir)
+            return store.entry_done(store.results_path(args.run_dir), name, weights, setup)
 
         units.append(Unit("glue", name, lambda argv=argv: finetune.main(argv), done))
     return units, notes
@@ -209,12 +215,17 @@ def stage_units(args: argparse.Namespace, stage: str) -> tuple[list[Unit], list[
     return [], []
 
 
-def run_unit(unit: Unit, position: str) -> bool:
-    """Run one unit unless done; print one line with its wall time; False when it failed."""
+def run_unit(unit: Unit, position: str, run_dir: Path) -> bool:
+    """Run one unit unless done (asked under the unit's lock); one line with its wall time; False when it failed."""
     label = f"[{position}] {unit.stage} {unit.name}"
-    if unit.done():
-        print(f"{label}: done already for these weights, skipped", flush=True)
-        return True
+    with store.unit_lock(run_dir, f"{unit.stage} {unit.name}"):
+        if unit.done():
+            print(f"{label}: done already for these weights, skipped", flush=True)
+            return True
+        return _run_now(unit, label)
+
+
+def _run_now(unit: Unit, label: str) -> bool:
     print(f"{label}: running", flush=True)
     start = time.perf_counter()
     try:
@@ -229,7 +240,7 @@ def run_unit(unit: Unit, position: str) -> bool:
 
 def collate_and_report(args: argparse.Namespace, notes: Sequence[str]) -> Path:
     """Collate, validate, and print what is complete, what is missing and why."""
-    path, _ = collate_submission(args.run_dir / "eval", args.track)
+    path, _ = collate_submission(args.run_dir, args.track)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         path = Path(shutil.copy2(path, args.out / path.name))
@@ -326,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{args.run_dir}: stage {args.stage} has {len(plan)} unit(s); no number {args.index}"
                 )
             plan = [plan[args.index]]
-        ok = [run_unit(unit, f"{k}/{len(plan)}") for k, unit in enumerate(plan, start=1)]
+        ok = [run_unit(unit, f"{k}/{len(plan)}", args.run_dir) for k, unit in enumerate(plan, start=1)]
         if "collate" in stages:
             collate_and_report(args, notes)
     except TaskDataError as exc:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from babykd.evaluation.submission import predictions_path
+from babykd.evaluation.store import predictions_path, unstamped
 from babykd.evaluation.suite import FOLDERS, SUBMISSION_KEYS, Source, result_name
 from babykd.evaluation.tasks import subsample
 
@@ -180,7 +180,7 @@ def run_against_official(
         official_total += seconds
         ours_s = ours([task], work / f"ours-{task}")
         theirs = json.loads(official_predictions(task, model, data, out).read_text())
-        mine = json.loads(predictions_path(work / f"ours-{task}", None, SUBMISSION_KEYS[task]).read_text())
+        mine = unstamped(json.loads(predictions_path(work / f"ours-{task}", None, SUBMISSION_KEYS[task]).read_text()))[1]
         runs.append({"task": task, "items": counts[task], "ours_s": round(ours_s, 3),
                      "official_loop_s": round(seconds, 3), "speedup": round(seconds / ours_s, 2),
                      **compare(task, mine, theirs)})

@@ -29,6 +29,7 @@ from babykd.evaluation.aoa import (
     revision_surprisals,
 )
 from babykd.evaluation.aoa_fit import CHANCE_SURPRISAL, child_aoa, curve_fitness, model_aoa, sigmoid
+from babykd.evaluation.store import revisions_sha256, unstamped
 from babykd.evaluation.suite_data import SuiteData
 from conftest import shared_or_skip
 
@@ -235,7 +236,8 @@ def test_cli_writes_official_surprisals_and_results_and_rescores_them(run_dir, t
     revisions = ["chck_100M", "chck_1M", "chck_10M"]
     written = main([str(run_dir), "--data", str(suite), "--revisions", *revisions, "--no-progress"])
     surprisal_file = run_dir / "eval" / "aoa_partial_surprisal.json"  # --revisions: kept out of the submission
-    official = json.loads(surprisal_file.read_text())
+    stamp, official = unstamped(json.loads(surprisal_file.read_text()))
+    assert stamp["weights_sha256"] == revisions_sha256(run_dir, revisions) and not stamp["setup"]["official"]
     assert official["metadata"]["total_steps"] == 3
     records = official["results"]
     assert len(records) == 3 * 7 and [r["step"] for r in records[::7]] == ["chck_1M", "chck_10M", "chck_100M"]
@@ -264,7 +266,8 @@ def test_a_full_track_run_is_the_submission_aoa_part(run_dir, tmp_path):
         (run / "revisions" / name).symlink_to(run_dir / "revisions" / ["chck_1M", "chck_10M", "chck_100M"][k % 3])
     written = main([str(run), "--data", str(write_suite(tmp_path / "suite")), "--no-progress"])
     assert written["tasks"]["aoa"]["official_setup"] and len(written["tasks"]["aoa"]["revisions"]) == 19
-    part = json.loads((run / "eval" / "predictions" / "main" / "aoa.json").read_text())
+    stamp, part = unstamped(json.loads((run / "eval" / "predictions" / "main" / "aoa.json").read_text()))
+    assert stamp["weights_sha256"] == revisions_sha256(run, TRACK_REVISIONS["strict-small"])  # the revisions' weights
     assert len(part["results"]) == 19 * 7 and part["metadata"]["completed_steps"] == 19
     submission = json.loads(next((run / "eval").glob("all_full_preds_and_fast_scores_*.json")).read_text())
     assert submission["aoa"] == part
@@ -274,7 +277,7 @@ def test_without_scipy_the_surprisals_are_kept_and_the_error_says_how_to_score_t
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # as on the GPU machine
     with pytest.raises(SystemExit, match=r"scipy .*--from-surprisals .*aoa_partial_surprisal\.json"):
         main([str(run_dir), "--data", str(write_suite(tmp_path / "suite")), "--revisions", "chck_1M", "chck_10M", "--no-progress"])
-    assert len(json.loads((run_dir / "eval" / "aoa_partial_surprisal.json").read_text())["results"]) == 2 * 7
+    assert len(unstamped(json.loads((run_dir / "eval" / "aoa_partial_surprisal.json").read_text()))[1]["results"]) == 2 * 7
 
 
 def test_missing_revisions_and_data_are_named(run_dir, tmp_path):

@@ -28,6 +28,7 @@ from babykd.evaluation.finetune import (
     main,
 )
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
+from babykd.evaluation.store import unstamped
 from babykd.evaluation.suite_data import SuiteData
 from conftest import shared_or_skip
 
@@ -144,10 +145,11 @@ def test_tiny_separable_task_is_learnt_and_predictions_are_official(checkpoint, 
     assert entry["best_epoch"] in (1, 2) and len(entry["epoch_metrics"]) == 2
     assert entry["score"] == max(m["accuracy"] for m in entry["epoch_metrics"])
     assert entry["n_train"] == 96 and entry["n_items"] == 40 and not entry["official_setup"]
-    predictions = json.loads((checkpoint / "eval" / "predictions" / "main" / "glue.json").read_text())
-    assert [p["id"] for p in predictions["rte"]["predictions"]] == [f"rte_{i}" for i in range(40)]
+    stamp, predictions = unstamped(json.loads((checkpoint / "eval" / "predictions" / "main" / "glue" / "rte.json").read_text()))
+    assert stamp == {"weights_sha256": entry["weights_sha256"], "setup": entry["setup"]} and not stamp["setup"]["official"]
+    assert [p["id"] for p in predictions["predictions"]] == [f"rte_{i}" for i in range(40)]
     labels = np.array([r["label"] for r in separable_rows(40, 1)])
-    preds = np.array([p["pred"] for p in predictions["rte"]["predictions"]])
+    preds = np.array([p["pred"] for p in predictions["predictions"]])
     assert entry["score"] == pytest.approx(np.mean(preds == labels))
     assert entry["f1"] == pytest.approx(classification_metrics(preds, labels, ("f1",))["f1"])
     assert "rte accuracy" in capsys.readouterr().out

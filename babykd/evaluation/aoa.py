@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.atomic import atomic_write_json
-from babykd.evaluation import submission
+from babykd.evaluation import store, submission
 from babykd.evaluation.aoa_fit import curve_fitness
 from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:  # data and revisions first: a missing file or checkpoint fails before any model is loaded
         data = load_aoa_data(SuiteData(args.data), args.max_words)
         if args.from_surprisals is not None:
-            payload = json.loads(args.from_surprisals.read_text(encoding="utf-8"))
+            from_file, payload = store.unstamped(json.loads(args.from_surprisals.read_text(encoding="utf-8")))
             records = payload.get("results") if isinstance(payload, dict) else None
             if not records:
                 raise TaskDataError(f"{args.from_surprisals}: not a surprisal file (no 'results' list of records)")
@@ -305,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"error: {exc}") from None
     steps = {r["step"] for r in records} if args.from_surprisals is not None else {r.name for r in revisions}
     official = args.max_words is None and steps == set(TRACK_REVISIONS[args.track])
+    setup = store.aoa_setup(sorted(steps), args.dtype, args.max_words, data.sha256, official)
+    # AoA belongs to its revisions' weights: those the surprisal file names (none for a plain one), or ours
+    if args.from_surprisals is not None:
+        weights = (from_file or {}).get("weights_sha256")
+    else:
+        weights = store.revisions_sha256(args.model, sorted(steps))
     if args.from_surprisals is None:
         records = run_revisions(revisions, data, device, dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress)
         surprisals = {
@@ -313,17 +319,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "results": records,
         }
         if official:  # the submission's "aoa" part
-            surprisal_file = submission.write_predictions(args.model / "eval", None, "aoa", surprisals)
+            surprisal_file = store.write_predictions(store.eval_dir(args.model), None, "aoa", surprisals, weights, setup)
         else:  # a subset of words or revisions: kept out of the submission
-            surprisal_file = args.model / "eval" / PARTIAL_SURPRISALS
-            atomic_write_json(surprisal_file, surprisals)
+            surprisal_file = store.eval_dir(args.model) / PARTIAL_SURPRISALS
+            atomic_write_json(surprisal_file, store.stamped_file(surprisals, weights, setup))
     try:
         scored = score_records(records, data)
     except ImportError as exc:  # scipy missing (the GPU machine): the surprisals are safe on disk
         raise SystemExit(f"error: {exc}; the surprisals are saved: score them where scipy is installed with "
                          f"--from-surprisals {surprisal_file}") from None
     entry = {**scored, "surprisal_file": str(surprisal_file), "dtype": args.dtype,
-             "max_words": args.max_words, "official_setup": official and args.dtype == "fp32"}
+             "max_words": args.max_words, "official_setup": official and args.dtype == "fp32",
+             **store.stamp(weights, setup)}
     written = save_family_results(args.model, args.output, {"aoa": entry}, time.perf_counter() - start, device)
     print(f"{model_label(args.model)}: aoa r = {entry['score']:.4f} over {entry['n_words']} words "
           f"({len(entry['revisions'])} revisions, {entry['nan_surprisals']} NaN surprisals) -> {surprisal_file}")

@@ -39,5 +39,5 @@ def save_family_results(
 
 def refresh_submission(model_dir: Path) -> None:
     """Collate the submission file again, now that this family's predictions are in, and say what it lacks."""
-    path, missing = collate_submission(Path(model_dir) / "eval")
+    path, missing = collate_submission(model_dir)
     print(f"submission file: {path} ({len(missing)} parts missing for a complete upload)")

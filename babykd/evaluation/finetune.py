@@ -30,10 +30,10 @@ the official pipeline (``evaluation_pipeline/finetune/`` and
 
 Results: the task entries of ``MODEL_DIR/eval/results.json`` (score =
 accuracy) and the task's official predictions in
-``MODEL_DIR/eval/predictions/main/glue.json``, the ``glue`` part of the
-submission file (`submission`, collated again after each run); a run on a
-subset (``--max-train-examples``, ``--max-valid-examples``) stays out of the
-submission. Each task is its own unit: while it trains, its state after every
+``MODEL_DIR/eval/predictions/main/glue/<task>.json`` (stamped with the weights and the setup, see
+`store`), the task's share of the submission's ``glue`` part (collated again after each run); a run on a
+subset (``--max-train-examples``, ``--max-valid-examples``) writes no predictions, and one with other
+hyperparameters (epochs, seed, ...) is refused by collate as not official. Each task is its own unit: while it trains, its state after every
 epoch is kept in ``MODEL_DIR/eval/finetune_state/<task>.pt`` (deleted once the
 task's results are written), so a run stopped mid-task (preemption) continues
 with the next epoch when started again. A task whose data is missing (BoolQ and MultiRC training sets
@@ -43,6 +43,7 @@ here) is an error naming the file; the other tasks still run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -60,11 +61,11 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from babykd.evaluation import submission
+from babykd.evaluation import store
 from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
-from babykd.evaluation.report import results_lock, weights_fingerprint
+from babykd.evaluation.report import weights_fingerprint
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
@@ -318,16 +319,20 @@ def task_entry(task: GlueTask, result: FinetuneResult, train: GlueSplit, valid: 
     }
 
 
-def write_glue_predictions(eval_dir: Path, task: str, predictions: np.ndarray) -> Path:
-    """Add `task` to the submission's ``glue`` part: {task: {"predictions": [{"id": "rte_0", "pred": 1}, ...]}}.
+def task_setup(task: GlueTask, hp: Hyperparameters, train: GlueSplit, valid: GlueSplit,
+               max_train_examples: int | None, max_valid_examples: int | None) -> dict[str, Any]:
+    """How `task` is fine-tuned (the results store's setup): known before training, so a unit can ask if it is done."""
+    batch_size, epochs = hp.for_task(task)
+    data = hashlib.sha256(f"{train.sha256}\0{valid.sha256}".encode()).hexdigest()
+    return store.glue_setup({**asdict(hp), "batch_size": batch_size, "epochs": epochs}, max_train_examples,
+                            max_valid_examples, data, hp == Hyperparameters())
 
-    Tasks fine-tuned earlier stay; keys are sorted, the order the official collate step merges them in.
-    """
-    path = submission.predictions_path(eval_dir, None, "glue")
-    with results_lock(eval_dir):  # the tasks of a GLUE array merge into this one file
-        glue = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        glue[task] = {"predictions": [{"id": f"{task}_{i}", "pred": int(p)} for i, p in enumerate(predictions)]}
-        return submission.write_predictions(eval_dir, None, "glue", dict(sorted(glue.items())))
+
+def write_glue_predictions(eval_dir: Path, task: str, predictions: np.ndarray, weights_sha256: str | None,
+                           setup: dict[str, Any]) -> Path:
+    """One task's part of the submission's ``glue``: {"predictions": [{"id": "rte_0", "pred": 1}, ...]}, stamped."""
+    content = {"predictions": [{"id": f"{task}_{i}", "pred": int(p)} for i, p in enumerate(predictions)]}
+    return store.write_predictions(eval_dir, None, f"glue/{task}", content, weights_sha256, setup)
 
 
 def glue_aggregate(tasks: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -406,8 +411,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         except TaskDataError as exc:
             raise SystemExit(f"error: {exc}") from None
         subset = args.max_train_examples is not None or args.max_valid_examples is not None
-        predictions_file = None if subset else write_glue_predictions(args.model / "eval", name, result.predictions)
+        setup = task_setup(task, args.hp, train, valid, args.max_train_examples, args.max_valid_examples)
+        weights = weights_fingerprint(args.model)
+        predictions_file = None if subset else write_glue_predictions(
+            store.eval_dir(args.model), name, result.predictions, weights, setup)
         entry = task_entry(task, result, train, valid, args.hp, predictions_file, args.max_train_examples, args.max_valid_examples)
+        entry.update(store.stamp(weights, setup))
         written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device)
         state.unlink(missing_ok=True)  # the task is done: its results, not its training state, are kept
         extra = "".join(f", {m} {v:.4f}" for m, v in result.metrics.items() if m != "accuracy")

@@ -8,10 +8,12 @@ leaderboard. We keep the same two levels:
 
 * ``MODEL_DIR/eval/predictions/<revision>/<key>.json`` -- the task's
   ``predictions.json`` content (``<key>`` is the submission key: ``blimp``,
-  ``ewok``, ``wug_adj``, ...; ``<revision>`` is ``main`` for the final model);
-* `collate` -- the submission file, with the keys the official collate step
-  writes. Unlike the official script it does not refuse a partial file: it
-  writes what exists and returns what is missing, which the caller reports.
+  ``ewok``, ``wug_adj``, ...; ``<revision>`` is ``main`` for the final model),
+  stamped with the weights and setup that produced it (`store` owns the layout);
+* `collate_submission` -- the submission file, with the keys the official collate step
+  writes, from what the store accepts for the model's current weights. Unlike the
+  official script it does not refuse a partial file: it writes what exists and
+  returns what is missing, which the caller reports.
 
 Fast metrics follow ``get_revision_fast_eval_metrics``: per subtask accuracy as
 a fraction, Spearman's rho per WUG task, and ``{"spr", "rt"}`` for reading.
@@ -19,14 +21,17 @@ a fraction, Spearman's rho per WUG task, and ``{"spr", "rt"}`` for reading.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from babykd.atomic import atomic_write_json
-from babykd.evaluation.report import read_results
-from babykd.rules import REVISIONS_DIR, TRACKS, revision_name
+from babykd.evaluation import store
+from babykd.evaluation.glue_data import GLUE_TASKS
+from babykd.evaluation.report import weights_fingerprint
+from babykd.rules import TRACKS, revision_name
 
 BACKEND = "causal"
 
@@ -53,16 +58,6 @@ FAST_KEYS: dict[str, str] = {
 SUBMISSION_FILE = f"all_full_preds_and_fast_scores_{BACKEND}.json"
 
 
-def predictions_path(eval_dir: str | os.PathLike, revision: str | None, key: str) -> Path:
-    return Path(eval_dir) / "predictions" / (revision or "main") / f"{key}.json"
-
-
-def write_predictions(eval_dir: str | os.PathLike, revision: str | None, key: str, predictions: dict) -> Path:
-    path = predictions_path(eval_dir, revision, key)
-    atomic_write_json(path, predictions)
-    return path
-
-
 def fast_metrics(entry: dict[str, Any]) -> Any:
     """One task's fast metrics as the collate step computes them from the predictions."""
     if entry["metric"] == "r2_gain":
@@ -72,39 +67,61 @@ def fast_metrics(entry: dict[str, Any]) -> Any:
     return {uid: sub["acc"] for uid, sub in entry["subtasks"].items()}
 
 
-def collate(
-    eval_dir: str | os.PathLike, revision_results: dict[str, dict[str, Any]], track: str = "strict-small"
+def final_part(run_dir: Path, eval_folder: Path, key: str, track: str) -> Any:
+    """The submission part `key` of the final model, read through the store (which refuses other weights' files).
+
+    AoA belongs to the track's revisions' weights, GLUE is one stamped file per task; the rest to the final model.
+    """
+    if key == "aoa":
+        return store.read_predictions(eval_folder, None, key, store.revisions_sha256(run_dir, track_revisions(track)))
+    weights = weights_fingerprint(run_dir)
+    if key != "glue":
+        return store.read_predictions(eval_folder, None, key, weights)
+    glue = {}
+    for task in GLUE_TASKS:
+        with contextlib.suppress(FileNotFoundError):  # a task not fine-tuned yet: the checker names it
+            glue[task] = store.read_predictions(eval_folder, None, f"glue/{task}", weights)
+    if not glue:
+        raise FileNotFoundError(store.predictions_path(eval_folder, None, "glue/<task>"))
+    return dict(sorted(glue.items()))  # the order the official collate step merges the tasks in
+
+
+def collate_submission(
+    run_dir: str | os.PathLike, track: str = "strict-small", eval_folder: str | os.PathLike | None = None,
+    destination: str | os.PathLike | None = None,
 ) -> tuple[Path, list[str]]:
     """Write the submission file; returns (its path, what is missing from a complete one).
 
-    `revision_results` maps revision name -> its results record (fast scores).
+    Only what the results store accepts goes in: the final model's stamped predictions of its current
+    weights scored the official way, and each track revision's fast entries of that revision's weights.
+    Every file it refuses is named on stderr in one line with the reason (and counts as missing).
+    The file goes to `destination` when given (export), else into the eval folder.
     """
-    eval_dir = Path(eval_dir)
+    run_dir = Path(run_dir)
+    eval_folder = Path(eval_folder) if eval_folder is not None else store.eval_dir(run_dir)
     out: dict[str, Any] = {}
-    missing = []
+    missing, refused = [], []
     for key in FULL_KEYS:
-        path = predictions_path(eval_dir, None, key)
-        if path.is_file():
-            out[key] = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            missing.append(f"{key} (final model: {path})")
+        try:
+            out[key] = final_part(run_dir, eval_folder, key, track)
+        except FileNotFoundError:
+            missing.append(f"{key} (final model: {store.predictions_path(eval_folder, None, key)})")
+        except store.NotForSubmission as exc:
+            refused.append(str(exc))
+            missing.append(f"{key} (final model: refused, see above)")
     fast: dict[str, list[Any]] = {key: [] for key in FAST_KEYS.values()}
     for revision in track_revisions(track):
-        tasks = revision_results.get(revision, {}).get("tasks", {})
+        tasks, why = store.official_fast_tasks(run_dir, revision) if store.results_path(
+            run_dir, revision).is_file() else ({}, [])
+        refused.extend(why)
         for name, key in FAST_KEYS.items():
             if name in tasks:
                 fast[key].append(fast_metrics(tasks[name]))
             else:
                 missing.append(f"{key} fast ({revision})")
     out["fast_eval_results"] = fast
-    path = eval_dir / SUBMISSION_FILE
+    for line in refused:
+        print(f"collate: refused {line}", file=sys.stderr)
+    path = Path(destination) if destination is not None else eval_folder / SUBMISSION_FILE
     atomic_write_json(path, out)
     return path, missing
-
-
-def collate_submission(eval_dir: str | os.PathLike, track: str = "strict-small") -> tuple[Path, list[str]]:
-    """The submission file from the final model's predictions and every revision's fast results."""
-    eval_dir = Path(eval_dir)
-    paths = sorted((eval_dir / REVISIONS_DIR).glob("*/results.json"))
-    revisions = {path.parent.name: read_results(path) for path in paths}
-    return collate(eval_dir, revisions, track)

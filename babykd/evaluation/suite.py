@@ -170,9 +170,8 @@ def _located_candidates(
 ) -> tuple[list[tuple[str, ranking.Candidates]], str]:
     """(file:line, item) of a ranking task, and the files' sha256 (`load_candidates`, with where each item is)."""
     located: list[tuple[str, ranking.Candidates]] = []
-    digest = hashlib.sha256()
-    for where, data in source.folder(task):
-        digest.update(_stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
+    files = source.folder(task)
+    for where, data in files:
         decoded = []
         for line, record in _records(where, data):
             try:
@@ -180,7 +179,22 @@ def _located_candidates(
             except (KeyError, TypeError, ValueError) as exc:
                 raise TaskDataError(f"{line}: {type(exc).__name__} {exc}") from None
         located.extend(subsample(decoded, max_items_per_subtask))
-    return located, digest.hexdigest()
+    return located, _files_digest(files)
+
+
+def _files_digest(files: Sequence[tuple[str, bytes]]) -> str:
+    """The sha256 a ranking task's entry records for its files (whatever subset of their items was scored)."""
+    digest = hashlib.sha256()
+    for where, data in files:
+        digest.update(_stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def task_data_sha256(task: str, source: Source) -> str:
+    """The data fingerprint `score_task` records for `task`, without scoring it (the results store compares them)."""
+    if task == "reading":
+        return hashlib.sha256(source.reading_csv()[1]).hexdigest()
+    return _files_digest(source.folder(task))
 
 
 class InputTooLong(ValueError):
