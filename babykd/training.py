@@ -37,7 +37,7 @@ from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
 from babykd.provenance import PROVENANCE_FILE, provenance
 from babykd.run_start import (
-    CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, StartPlan, config_changes, plan_start, record_config_change,
+    CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, RunFolderError, StartPlan, config_changes, plan_start, record_config_change,
 )
 from babykd.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
@@ -168,6 +168,8 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     """
     with run_folder_lock(config.output.run_dir):
         plan = plan_start(config, resume=resume, fresh=fresh, allow_config_change=allow_config_change)
+        if plan.checkpoint is None:
+            check_fresh_start_can_clean(config.output.run_dir)
         return _run_locked(config, plan, callbacks)
 
 
@@ -197,19 +199,35 @@ def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     atomic_write_text(run_dir / RUN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+def earlier_run_leftovers(run_dir: Path) -> list[Path]:
+    """What a fresh start removes: the earlier run's checkpoints, revisions (with their scores and
+    predictions), which this run must not mix with its own."""
+    return [*sorted((run_dir / "checkpoints").glob("checkpoint-*")), run_dir / REVISIONS_DIR,
+            run_dir / "eval" / REVISIONS_DIR, *sorted((run_dir / "eval" / "predictions").glob("chck_*"))]
+
+
+def check_fresh_start_can_clean(run_dir: Path) -> None:
+    """Refuse, before any work, a fresh start whose clean-up would meet a symbolic link.
+
+    Why: `shutil.rmtree` refuses links, so such a start failed only in `begin_run`, after minutes of
+    building data, teachers and model; deleting what the link points to could delete another run's work.
+    """
+    linked = [path for path in earlier_run_leftovers(run_dir) if path.is_symlink()]
+    if linked:
+        raise RunFolderError(
+            f"{linked[0]} is a symbolic link (to {os.readlink(linked[0])}): a fresh start deletes the earlier "
+            f"run's {linked[0].name} and does not follow links into other folders; remove the link and start again"
+        )
+
+
 def drop_earlier_run(run_dir: Path) -> None:
-    """A fresh start's clean-up: the earlier run's checkpoints, revisions (with their scores and
-    predictions) and config-change log, which this run must not mix with its own."""
-    checkpoints = run_dir / "checkpoints"
-    if any(checkpoints.glob("checkpoint-*")):
-        logger.warning("fresh start: removing the earlier run's checkpoints in %s", checkpoints)
-        for old in checkpoints.glob("checkpoint-*"):
-            shutil.rmtree(old)
-    if (run_dir / REVISIONS_DIR).is_dir():
-        logger.warning("fresh start: removing the earlier run's revisions in %s", run_dir / REVISIONS_DIR)
-        shutil.rmtree(run_dir / REVISIONS_DIR)
-    for stale in (run_dir / "eval" / REVISIONS_DIR, *(run_dir / "eval" / "predictions").glob("chck_*")):
-        shutil.rmtree(stale, ignore_errors=True)
+    """A fresh start's clean-up (`earlier_run_leftovers`) and the earlier run's config-change log."""
+    leftovers = [path for path in earlier_run_leftovers(run_dir) if path.exists()]
+    if leftovers:
+        logger.warning("fresh start: removing the earlier run's %s in %s",
+                       ", ".join(str(path.relative_to(run_dir)) for path in leftovers), run_dir)
+    for path in leftovers:
+        shutil.rmtree(path)
     (run_dir / CONFIG_CHANGES_FILE).unlink(missing_ok=True)
 
 
