@@ -113,7 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.eval_dir = local / "eval"
     else:  # an explicit --output keeps everything this command writes beside it
         args.eval_dir = args.output.parent
-    args.model_name = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+    args.model_name = store.model_name(args.model)
     for flag in ("batch_tokens", "max_items_per_subtask"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
@@ -137,8 +137,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_tokenizer(model: str) -> Any:
-    """The checkpoint's tokenizer; a missing or damaged one is a one-line CleanError."""
+def load_checkpoint_tokenizer(model: str) -> Any:
+    """Any checkpoint's tokenizer (ours or a hub model's); a missing or damaged one is a one-line CleanError.
+
+    Not `babykd.data.tokenizer.load_tokenizer`: that one loads the data pipeline's own tokenizer and
+    insists on its special-token ids, which a model from elsewhere need not have.
+    """
     path = Path(model)
     if path.is_dir():
         if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
@@ -270,7 +274,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not Path(args.model).exists() and args.revision:
         raise CleanError(f"{args.model}: no such revision folder")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_checkpoint_tokenizer(args.model)
     model = load_model(args.model, device)
     if args.protocol == "2024":
         results = run_2024(args, model, tokenizer, tasks, errors)

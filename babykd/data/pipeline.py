@@ -19,6 +19,7 @@ from torch.utils.data import Subset
 from transformers import PreTrainedTokenizerFast
 
 from ..atomic import atomic_write_text, remove_leftovers
+from ..config import DataConfig
 from ..run_lock import CACHE_LOCK_FILE, folder_lock
 from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
 from .corpus import SPLITS, Corpus, CorpusError, DocFormat, SourceDocuments, open_corpus
@@ -93,7 +94,7 @@ def prepare_data(
     min_frequency: int = 2,
     document_boundaries: DocumentBoundaries = "eos",
     random_offset: bool = False,
-    eval_chunks: int | None = 2000,
+    eval_chunks: int | None = DataConfig.eval_chunks,
     seed: int = 0,
     doc_format: DocFormat = "auto",
     dev_every: int = 10,

@@ -59,7 +59,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from babykd.atomic import atomic_write_json
 from babykd.evaluation import store, submission
 from babykd.evaluation.aoa_fit import curve_fitness
-from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
+from babykd.evaluation.family_results import refresh_submission, save_family_results
 from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.from_surprisals is None:
         records = run_revisions(revisions, data, device, dtype=args.dtype, batch_tokens=args.batch_tokens, progress=not args.no_progress)
         surprisals = {
-            "metadata": {"model_name": model_label(args.model), "use_bos_only": False,
+            "metadata": {"model_name": store.model_name(args.model), "use_bos_only": False,
                          "total_steps": len(revisions), "completed_steps": len(revisions)},
             "results": records,
         }
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              "max_words": args.max_words, "official_setup": official and args.dtype == "fp32",
              **store.stamp(weights, setup)}
     written = save_family_results(args.model, args.output, {"aoa": entry}, time.perf_counter() - start, device)
-    print(f"{model_label(args.model)}: aoa r = {entry['score']:.4f} over {entry['n_words']} words "
+    print(f"{store.model_name(args.model)}: aoa r = {entry['score']:.4f} over {entry['n_words']} words "
           f"({len(entry['revisions'])} revisions, {entry['nan_surprisals']} NaN surprisals) -> {surprisal_file}")
     if args.from_surprisals is None and official:
         refresh_submission(args.model)

@@ -13,14 +13,10 @@ from typing import Any
 
 import torch
 
+from babykd.evaluation import store
 from babykd.evaluation.submission import collate_submission
 from babykd.evaluation.report import write_results
 from babykd.provenance import provenance
-
-
-def model_label(model_dir: Path) -> str:
-    """The model name results files use: the resolved path of a local checkpoint (as `babykd.evaluate`)."""
-    return str(Path(model_dir).resolve())
 
 
 def save_family_results(
@@ -28,7 +24,7 @@ def save_family_results(
 ) -> dict[str, Any]:
     """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written."""
     record = {
-        "model": model_label(model_dir),
+        "model": store.model_name(model_dir),
         "wall_time_s": round(wall_time_s, 3),
         "tasks": tasks,
         **provenance(torch_device=str(device)),

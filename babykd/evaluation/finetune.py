@@ -62,7 +62,7 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from babykd.evaluation import store
-from babykd.evaluation.family_results import model_label, refresh_submission, save_family_results
+from babykd.evaluation.family_results import refresh_submission, save_family_results
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
 from babykd.evaluation.report import weights_fingerprint
@@ -420,12 +420,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device)
         state.unlink(missing_ok=True)  # the task is done: its results, not its training state, are kept
         extra = "".join(f", {m} {v:.4f}" for m, v in result.metrics.items() if m != "accuracy")
-        print(f"{model_label(args.model)}: {name} accuracy {entry['score']:.4f}{extra} "
+        print(f"{store.model_name(args.model)}: {name} accuracy {entry['score']:.4f}{extra} "
               f"(epoch {result.best_epoch} of {len(result.epoch_metrics)}, {len(train)} train / {len(valid)} valid)")
     aggregate = glue_aggregate(written.get("tasks", {})) if written else None
     if aggregate is not None:
         written = save_family_results(args.model, args.output, {"glue": aggregate}, time.perf_counter() - start, device)
-        print(f"{model_label(args.model)}: glue (mean accuracy of 7 tasks) {aggregate['score']:.4f}")
+        print(f"{store.model_name(args.model)}: glue (mean accuracy of 7 tasks) {aggregate['score']:.4f}")
     if splits and args.max_train_examples is None and args.max_valid_examples is None:
         refresh_submission(args.model)
     if errors:

@@ -48,6 +48,11 @@ def eval_dir(model_dir: str | os.PathLike) -> Path:
     return Path(model_dir) / "eval"
 
 
+def model_name(model: str | os.PathLike) -> str:
+    """The ``model`` field of results files: a local checkpoint's resolved path, else the hub name as given."""
+    return str(Path(model).resolve()) if Path(model).is_dir() else str(model)
+
+
 def results_path(model_dir: str | os.PathLike, revision: str | None = None) -> Path:
     """The results file of the final model (`revision` None) or of one revision's fast suite."""
     base = eval_dir(model_dir)
