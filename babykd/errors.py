@@ -10,3 +10,12 @@ programming errors are not, and keep their traceback.
 
 class UserError(Exception):
     """A problem with the input or the environment; the message alone says what and where."""
+
+
+class EvaluationError(UserError):
+    """A model, a task or its data could not be scored; what could be scored is already written.
+
+    Raised by the evaluation functions (`babykd.evaluate.run`, `babykd.evaluation.aoa.run`,
+    `babykd.evaluation.finetune.run`) that other modules call in-process; only their command lines
+    turn it into an exit status.
+    """

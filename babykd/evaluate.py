@@ -40,6 +40,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.evaluation import submission
+from babykd.errors import EvaluationError
 from babykd.evaluation import store
 from babykd.evaluation.report import summary_line, weights_fingerprint, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
@@ -57,10 +58,6 @@ SEPARATE_COMMANDS = {
     "aoa": "scripts/eval-aoa.sh MODEL_DIR (python -m babykd.evaluation.aoa)",
     "glue": "scripts/eval-finetune.sh MODEL_DIR [TASK...] (python -m babykd.evaluation.finetune)",
 }
-
-
-class CleanError(Exception):
-    """An input problem reported as one line (the traceback only with --debug)."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -138,7 +135,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def load_checkpoint_tokenizer(model: str) -> Any:
-    """Any checkpoint's tokenizer (ours or a hub model's); a missing or damaged one is a one-line CleanError.
+    """Any checkpoint's tokenizer (ours or a hub model's); a missing or damaged one is one EvaluationError line.
 
     Not `babykd.data.tokenizer.load_tokenizer`: that one loads the data pipeline's own tokenizer and
     insists on its special-token ids, which a model from elsewhere need not have.
@@ -146,17 +143,17 @@ def load_checkpoint_tokenizer(model: str) -> Any:
     path = Path(model)
     if path.is_dir():
         if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
-            raise CleanError(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json) in this folder")
+            raise EvaluationError(f"{path}: no tokenizer (tokenizer.json / tokenizer_config.json) in this folder")
         tokenizer_json = path / "tokenizer.json"
         if tokenizer_json.is_file():
             try:
                 json.loads(tokenizer_json.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise CleanError(f"{tokenizer_json}: damaged tokenizer file ({exc})") from exc
+                raise EvaluationError(f"{tokenizer_json}: damaged tokenizer file ({exc})") from exc
     try:
         return AutoTokenizer.from_pretrained(model)
     except Exception as exc:  # transformers raises many types for a bad folder; name the folder
-        raise CleanError(f"{model}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
+        raise EvaluationError(f"{model}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
 
 
 def load_model(model: str, device: torch.device) -> torch.nn.Module:
@@ -164,7 +161,7 @@ def load_model(model: str, device: torch.device) -> torch.nn.Module:
     try:
         return AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).to(device)
     except Exception as exc:
-        raise CleanError(f"{model}: cannot load the model ({type(exc).__name__}: {exc})") from exc
+        raise EvaluationError(f"{model}: cannot load the model ({type(exc).__name__}: {exc})") from exc
 
 
 def one_line(exc: BaseException) -> str:
@@ -256,7 +253,7 @@ def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Ta
         except TaskDataError as exc:
             failed[Path(name).name] = exc  # keyed as results.json keys its tasks
     if not tasks:  # nothing to score: one line, before any model is loaded
-        raise CleanError("; ".join(map(str, failed.values())))
+        raise EvaluationError("; ".join(map(str, failed.values())))
     errors.update({name: report_error(args, exc) for name, exc in failed.items()})
     return load_tasks(tasks)  # names must be unique: a clash is a TaskDataError, one line in run()
 
@@ -270,9 +267,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             source = make_source(args.fast, args.data_dir, args.suite_data)
     except TaskDataError as exc:
-        raise CleanError(str(exc)) from exc
+        raise EvaluationError(str(exc)) from exc
     if not Path(args.model).exists() and args.revision:
-        raise CleanError(f"{args.model}: no such revision folder")
+        raise EvaluationError(f"{args.model}: no such revision folder")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_checkpoint_tokenizer(args.model)
     model = load_model(args.model, device)
@@ -291,7 +288,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         path, missing = submission.collate_submission(args.run_dir, eval_folder=args.eval_dir)
         print(f"submission file: {path} ({len(missing)} parts missing for a complete upload; see results 'missing')")
     if results["errors"]:  # after writing: the scores of the other tasks are kept
-        raise CleanError("not scored: " + "; ".join(f"{name}: {why}" for name, why in results["errors"].items()))
+        raise EvaluationError(
+            "not scored: " + "; ".join(f"{name}: {why}" for name, why in results["errors"].items())
+        )
     return written
 
 
@@ -303,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         return run(args)
-    except CleanError as exc:
+    except EvaluationError as exc:
         if args.debug:
             traceback.print_exc()
         raise SystemExit(f"error: {exc}") from None

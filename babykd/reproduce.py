@@ -39,6 +39,7 @@ import yaml
 from babykd import REPO_ROOT
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_run_config, read_yaml
+from babykd.errors import EvaluationError
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
 from babykd.provenance import file_sha256, provenance
 
@@ -312,7 +313,7 @@ def evaluate_runs(run_dirs: Sequence[Path], evaluation: EvaluationBudget, eval_d
         started = time.perf_counter()
         try:
             evaluate.run(evaluate.parse_args(argv))
-        except evaluate.CleanError as exc:  # after the tasks that could be scored were written
+        except EvaluationError as exc:  # after the tasks that could be scored were written
             why = " ".join(str(exc).split())
             print(f"  {run_dir.name}: {why}", flush=True)
             written = read_results(results_path) if results_path.exists() else {"tasks": {}}

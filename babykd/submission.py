@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from babykd import evaluate
+from babykd.errors import UserError
 from babykd.evaluation import aoa, finetune, store
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
 from babykd.evaluation.report import weights_fingerprint
@@ -126,7 +127,7 @@ def fast_units(args: argparse.Namespace) -> list[Unit]:
     for name in revisions_of(args.run_dir):
         argv = [str(args.run_dir), "--tasks", "all", "--fast", "--revision", name, *args.suite_args, *_common(args)]
         results, model = store.results_path(args.run_dir, name), store.revision_model(args.run_dir, name)
-        units.append(Unit("fast", name, lambda argv=argv: evaluate.main(argv),
+        units.append(Unit("fast", name, lambda argv=argv: evaluate.run(evaluate.parse_args(argv)),
                           lambda r=results, m=model: _suite_done(r, m, True, args.dtype, digests)))
     return units
 
@@ -136,7 +137,7 @@ def full_unit(args: argparse.Namespace) -> tuple[Unit, list[str]]:
     argv = [str(args.run_dir), "--tasks", "all", *args.suite_args, *_common(args)]
     results = store.results_path(args.run_dir)
     digests, missing = suite_digests(args, fast=False)
-    unit = Unit("full", "final model", lambda: evaluate.main(argv),
+    unit = Unit("full", "final model", lambda: evaluate.run(evaluate.parse_args(argv)),
                 lambda: _suite_done(results, args.run_dir, False, args.dtype, digests))
     return unit, [f"{task}: {reason}" for task, reason in missing.items()]
 
@@ -163,7 +164,7 @@ def aoa_unit(args: argparse.Namespace) -> Unit:
         return store.entry_done(store.results_path(args.run_dir), "aoa", weights, setup) and (
             bool(absent) or store.predictions_path(store.eval_dir(args.run_dir), None, "aoa").is_file())
 
-    return Unit("aoa", f"{len(revisions)} revisions", lambda: aoa.main(argv), done, note)
+    return Unit("aoa", f"{len(revisions)} revisions", lambda: aoa.run(aoa.parse_args(argv)), done, note)
 
 
 def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
@@ -188,7 +189,7 @@ def glue_units(args: argparse.Namespace) -> tuple[list[Unit], list[str]]:
             weights = weights_fingerprint(args.run_dir)
             return store.entry_done(store.results_path(args.run_dir), name, weights, setup)
 
-        units.append(Unit("glue", name, lambda argv=argv: finetune.main(argv), done))
+        units.append(Unit("glue", name, lambda argv=argv: finetune.run(finetune.parse_args(argv)), done))
     return units, notes
 
 
@@ -230,10 +231,9 @@ def _run_now(unit: Unit, label: str) -> bool:
     start = time.perf_counter()
     try:
         unit.run()
-    except SystemExit as exc:  # the evaluation commands end with one line naming what is wrong
-        if exc.code not in (None, 0):
-            print(f"{label}: FAILED after {time.perf_counter() - start:.1f} s: {exc.code}", flush=True)
-            return False
+    except UserError as exc:  # the evaluation functions end with one line naming what is wrong
+        print(f"{label}: FAILED after {time.perf_counter() - start:.1f} s: error: {exc}", flush=True)
+        return False
     print(f"{label}: finished in {time.perf_counter() - start:.1f} s", flush=True)
     return True
 

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.atomic import atomic_write_json
+from babykd.errors import EvaluationError
 from babykd.evaluation import store, submission
 from babykd.evaluation.aoa_fit import curve_fitness
 from babykd.evaluation.family_results import refresh_submission, save_family_results
@@ -287,8 +288,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Score as `args` say; returns the results record written. Raises `EvaluationError` (one line)."""
     start = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:  # data and revisions first: a missing file or checkpoint fails before any model is loaded
@@ -302,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             revisions = find_revisions(args.model, revision_names(args.model, args.revisions, args.track))
     except (TaskDataError, OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise EvaluationError(str(exc)) from None
     steps = {r["step"] for r in records} if args.from_surprisals is not None else {r.name for r in revisions}
     official = args.max_words is None and steps == set(TRACK_REVISIONS[args.track])
     setup = store.aoa_setup(sorted(steps), args.dtype, args.max_words, data.sha256, official)
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         scored = score_records(records, data)
     except ImportError as exc:  # scipy missing (the GPU machine): the surprisals are safe on disk
-        raise SystemExit(f"error: {exc}; the surprisals are saved: score them where scipy is installed with "
+        raise EvaluationError(f"{exc}; the surprisals are saved: score them where scipy is installed with "
                          f"--from-surprisals {surprisal_file}") from None
     entry = {**scored, "surprisal_file": str(surprisal_file), "dtype": args.dtype,
              "max_words": args.max_words, "official_setup": official and args.dtype == "fp32",
@@ -337,6 +338,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.from_surprisals is None and official:
         refresh_submission(args.model)
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command line: parse, run, and the one place an `EvaluationError` becomes an exit status."""
+    try:
+        return run(parse_args(argv))
+    except EvaluationError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

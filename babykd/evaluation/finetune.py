@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from babykd.errors import EvaluationError
 from babykd.evaluation import store
 from babykd.evaluation.family_results import refresh_submission, save_family_results
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
@@ -384,8 +385,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Score as `args` say; returns the results record written. Raises `EvaluationError` (one line)."""
     start = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits: dict[str, tuple[GlueSplit, GlueSplit]] = {}
@@ -393,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         suite = SuiteData(args.data)
     except TaskDataError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise EvaluationError(str(exc)) from None
     for name in args.tasks:  # all data first: a missing file is named before hours of training
         try:
             splits[name] = (load_split(suite, GLUE_TASKS[name], "train", args.max_train_examples),
@@ -409,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress,
                               resume=state)
         except TaskDataError as exc:
-            raise SystemExit(f"error: {exc}") from None
+            raise EvaluationError(str(exc)) from None
         subset = args.max_train_examples is not None or args.max_valid_examples is not None
         setup = task_setup(task, args.hp, train, valid, args.max_train_examples, args.max_valid_examples)
         weights = weights_fingerprint(args.model)
@@ -429,8 +430,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if splits and args.max_train_examples is None and args.max_valid_examples is None:
         refresh_submission(args.model)
     if errors:
-        raise SystemExit("error: not scored for missing or bad data:\n  " + "\n  ".join(errors))
+        raise EvaluationError("not scored for missing or bad data:\n  " + "\n  ".join(errors))
     return written
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command line: parse, run, and the one place an `EvaluationError` becomes an exit status."""
+    try:
+        return run(parse_args(argv))
+    except EvaluationError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

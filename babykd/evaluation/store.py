@@ -202,8 +202,8 @@ def suite_setup(fast: bool, dtype: str, max_items_per_subtask: int | None, data_
 def aoa_setup(revisions: list[str], dtype: str, max_words: int | None, data_sha256: str,
               official_revisions: bool) -> dict[str, Any]:
     """How AoA was scored: over which revisions (their weights are the stamp's), on which words."""
-    return {"revisions": sorted(revisions, key=revision_words), "dtype": dtype, "max_words": max_words, "data_sha256": data_sha256,
-            "official": max_words is None and official_revisions}
+    return {"revisions": sorted(revisions, key=revision_words), "dtype": dtype, "max_words": max_words,
+            "data_sha256": data_sha256, "official": max_words is None and official_revisions}
 
 
 def glue_setup(hyperparameters: Mapping[str, Any], max_train_examples: int | None, max_valid_examples: int | None,
