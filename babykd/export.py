@@ -34,7 +34,7 @@ import yaml
 from babykd.evaluation.report import scored_on_these_weights
 from babykd.evaluation.submission import SUBMISSION_FILE, collate_submission
 from babykd.evaluation.submission_check import check_file
-from babykd.provenance import PROVENANCE_FILE
+from babykd.provenance import PROVENANCE_FILE, describe_code_versions
 from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
 
 #: Files of a saved HF model + tokenizer that belong in the repository (not checkpoints, logs, eval).
@@ -107,7 +107,9 @@ def model_card(run_dir: Path, revision: Path | None = None, submission: Path | N
         )
     if revision is None:
         lines += score_lines(run_dir) + scoring_lines(submission)
-    lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}.", ""]
+    versions = describe_code_versions(provenance)
+    lines += ["", f"Trained with babykd, commit {provenance.get('git_commit', 'unknown')}."
+              + (f" The run was {versions}." if versions else ""), ""]
     return "\n".join(lines)
 
 

@@ -247,6 +247,8 @@ class PointResult:
     blimp: float | None = None
     blimp_subset: bool = False
     steps: int | None = None
+    #: The code versions that trained it, when there were several (see babykd.provenance.describe_code_versions).
+    code_versions: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -260,6 +262,7 @@ def _warn(message: str) -> None:
 def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     """Status, dev CE and BLiMP of one point (a damaged file is warned about, never fatal)."""
     from babykd.evaluation.report import read_results
+    from babykd.provenance import describe_code_versions
     from babykd.trainer import last_complete_checkpoint
     from babykd.training import PROVENANCE_FILE, is_finished
 
@@ -272,9 +275,10 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
         metrics = record.get("final_metrics") or {}
         dev_ce = float(metrics["eval_loss"]) if "eval_loss" in metrics else None
         steps = record.get("global_steps")
+        code_versions = describe_code_versions(record)
     except (OSError, ValueError, TypeError, AttributeError) as error:
         _warn(f"{run_dir / PROVENANCE_FILE}: unreadable ({error}); point {point.index} left unranked")
-        dev_ce, steps = None, None
+        dev_ce, steps, code_versions = None, None, None
     blimp, subset = None, False
     results_file = run_dir / "eval" / "results.json"
     if results_file.is_file():
@@ -285,7 +289,7 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
             entry = None
         if entry is not None:
             blimp, subset = float(entry["score"]), entry.get("max_items_per_subtask") is not None
-    return PointResult(point, run_dir, "finished", dev_ce, blimp, subset, steps)
+    return PointResult(point, run_dir, "finished", dev_ce, blimp, subset, steps, code_versions)
 
 
 def rank(results: Sequence[PointResult]) -> list[PointResult]:
@@ -328,6 +332,9 @@ def summary_markdown(grid: Grid, results: Sequence[PointResult], finalists: int)
         lines.append("| " + " | ".join(cells) + " |")
     if subset:
         lines += ["", "\\* BLiMP scored on a subset (`max_items_per_subtask`)."]
+    mixed = [r for r in results if r.code_versions]
+    if mixed:
+        lines += ["", "Points resumed under changed code:", *(f"- {r.point.name}: {r.code_versions}" for r in mixed)]
     chosen = ranked[:finalists]
     lines += ["", f"Finalists (top {finalists} by dev CE): " + (", ".join(r.point.name for r in chosen) or "none yet")]
     return "\n".join(lines) + "\n"

@@ -35,7 +35,7 @@ from babykd.divergence import DivergenceGuard, NonFiniteError, all_finite
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
-from babykd.provenance import PROVENANCE_FILE, provenance
+from babykd.provenance import PROVENANCE_FILE, code_versions, provenance, record_code_version
 from babykd.run_start import (
     CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, RunFolderError, StartPlan, config_changes, plan_start, record_config_change,
 )
@@ -190,12 +190,13 @@ def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     look finished. A fresh start also drops an earlier run's checkpoints, word-mark
     revisions and config-change log, which a later `--resume` (or the Trainer's rotation,
     or an AoA evaluation, or provenance) would otherwise mix with this run's; a resume
-    with an allowed config change logs it.
+    with an allowed config change logs it. The code that trains from here on is logged too.
     """
     (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
     if plan.checkpoint is None:
         drop_earlier_run(run_dir)
     record_config_change(run_dir, plan)
+    record_code_version(run_dir, plan.step)
     atomic_write_text(run_dir / RUN_CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
@@ -314,6 +315,7 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
                 run=config.output.name, parameters=parameters, train_tokens=data.train_tokens,
                 epochs=config.training.epochs, global_steps=trainer.state.global_step,
                 wall_time_s=round(wall, 2), final_metrics=metrics, config_changes=config_changes(run_dir),
+                code_versions=code_versions(run_dir, trainer.state.global_step),
                 **lineage_record(
                     f"run:{run_dir.resolve()}", words.total, f"tokenizer:{data.stats['tokenizer']['fingerprint']}",
                     data.train_words, config.distillation.teachers if config.distillation else (),

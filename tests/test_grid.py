@@ -31,11 +31,12 @@ def write_grid(path: Path, axes: dict, name: str = "tiny-L{kl}-H{hidden}", base:
     return path
 
 
-def fake_run(run_dir: Path, eval_loss: float | None, train_loss: float, blimp: float | None = None) -> None:
-    """A finished run as run_training leaves it, plus what the weighted objective was."""
+def fake_run(run_dir: Path, eval_loss: float | None, train_loss: float, blimp: float | None = None,
+             **record: object) -> None:
+    """A finished run as run_training leaves it (`record`: more provenance), plus what the weighted objective was."""
     metrics = {"train_loss": train_loss} if eval_loss is None else {"eval_loss": eval_loss, "train_loss": train_loss}
     run_dir.mkdir(parents=True)
-    (run_dir / PROVENANCE_FILE).write_text(json.dumps({"global_steps": 10, "final_metrics": metrics}))
+    (run_dir / PROVENANCE_FILE).write_text(json.dumps({"global_steps": 10, "final_metrics": metrics, **record}))
     if blimp is not None:
         write_results(run_dir / "eval" / "results.json", {"model": str(run_dir), "tasks": {
             "blimp_filtered": {"score": blimp, "stderr": 0.01, "max_items_per_subtask": None}}})
@@ -144,6 +145,20 @@ def test_summary_ranks_by_dev_ce_never_by_the_weighted_objective(tmp_path: Path,
     assert "| 3.2000 | 24.53 | 0.660 | 10 | finished |" in out
     assert "6 points, 6 finished, 0 pending" in out
     assert summary_path(grid, [f"output.root={root}"]).read_text() == out  # written next to the runs as well
+
+
+def test_summary_names_the_code_versions_of_a_point_resumed_under_changed_code(tmp_path: Path, capsys) -> None:
+    path = write_grid(tmp_path / "lr.yaml", {"training.lr": [0.001, 0.003]}, name="lr{lr}", base=LLAMA)
+    root = tmp_path / "runs"
+    first = {"commit": "b" * 40, "diff_sha256": None, "first_step": 0, "last_step": 4}
+    fake_run(root / "lr0.001", 3.2, 3.3, code_versions=[first, {**first, "diff_sha256": "d" * 64, "first_step": 4,
+                                                                  "last_step": 10}])
+    fake_run(root / "lr0.003", 3.1, 3.2, code_versions=[{**first, "last_step": 10}])
+    assert main(["summary", str(path), "--set", f"output.root={root}"]) == 0
+    out = capsys.readouterr().out
+    assert "\nPoints resumed under changed code:\n" in out
+    assert "- lr0.001: trained by 2 code versions: bbbbbbb steps 0–4, bbbbbbb+dirty(dddddddd) steps 4–10\n" in out
+    assert "lr0.003:" not in out  # one version: nothing to say
 
 
 # ----------------------------------------------------------------------------- real tiny runs

@@ -257,3 +257,36 @@ def test_the_entry_points_take_fresh_resume_and_allow_config_change(tiny_config,
     with pytest.raises(SystemExit) as both:
         train_main([str(path), "--resume", "--fresh"], "test")
     assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_provenance_lists_every_code_version_that_trained_the_run_with_its_steps(
+    tiny_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Train with code A, crash, resume with code B, crash, resume with B again: both versions, each with its steps."""
+    from babykd import provenance
+    from babykd.export import model_card
+
+    config = tiny_config(LLAMA, "two-code-versions", "training.max_steps=6", "training.save_steps=2")
+    clean = {"commit": "a" * 40, "diff_sha256": None}
+    edited = {"commit": "a" * 40, "diff_sha256": "9f3e" + "0" * 60}
+    monkeypatch.setattr(provenance, "code_version", lambda: clean)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, callbacks=[StopAtStep(3)])  # killed at step 3: step 3 is lost, A trained steps 0-2
+    monkeypatch.setattr(provenance, "code_version", lambda: edited)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, resume=True, callbacks=[StopAtStep(5)])
+    run_training(config, resume=True)  # the same code again: its range grows, no new row
+
+    record = json.loads((config.output.run_dir / PROVENANCE_FILE).read_text())
+    assert record["code_versions"] == [{**clean, "first_step": 0, "last_step": 2},
+                                       {**edited, "first_step": 2, "last_step": 6}]
+    assert record["git_commit"] == "a" * 40 + "+dirty"
+    shown = "trained by 2 code versions: aaaaaaa steps 0–2, aaaaaaa+dirty(9f3e0000) steps 2–6"
+    assert provenance.describe_code_versions(record) == shown
+    assert f"The run was {shown}." in model_card(config.output.run_dir)
+
+    run_training(config, fresh=True)  # a fresh start is trained by one version only: nothing to list
+    record = json.loads((config.output.run_dir / PROVENANCE_FILE).read_text())
+    assert record["code_versions"] == [{**edited, "first_step": 0, "last_step": 6}]
+    assert provenance.describe_code_versions(record) is None
+    assert "code versions" not in model_card(config.output.run_dir)
