@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import random
 import sys
@@ -61,6 +60,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from babykd.cli import library_progress_bars
 from babykd.errors import EvaluationError
 from babykd.evaluation import store
 from babykd.evaluation.family_results import refresh_submission, save_family_results
@@ -323,10 +323,15 @@ def task_entry(task: GlueTask, result: FinetuneResult, train: GlueSplit, valid: 
 def task_setup(task: GlueTask, hp: Hyperparameters, train: GlueSplit, valid: GlueSplit,
                max_train_examples: int | None, max_valid_examples: int | None) -> dict[str, Any]:
     """How `task` is fine-tuned (the results store's setup): known before training, so a unit can ask if it is done."""
-    batch_size, epochs = hp.for_task(task)
     data = hashlib.sha256(f"{train.sha256}\0{valid.sha256}".encode()).hexdigest()
-    return store.glue_setup({**asdict(hp), "batch_size": batch_size, "epochs": epochs}, max_train_examples,
-                            max_valid_examples, data, hp == Hyperparameters())
+    return store.glue_setup(_task_hyperparameters(task, hp), max_train_examples, max_valid_examples, data,
+                            _task_hyperparameters(task, Hyperparameters()))
+
+
+def _task_hyperparameters(task: GlueTask, hp: Hyperparameters) -> dict[str, Any]:
+    """`hp` as `task` uses it (its batch size and epochs resolved)."""
+    batch_size, epochs = hp.for_task(task)
+    return {**asdict(hp), "batch_size": batch_size, "epochs": epochs}
 
 
 def write_glue_predictions(eval_dir: Path, task: str, predictions: np.ndarray, weights_sha256: str | None,
@@ -387,6 +392,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score as `args` say; returns the results record written. Raises `EvaluationError` (one line)."""
+    library_progress_bars(show=not args.no_progress)
     start = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits: dict[str, tuple[GlueSplit, GlueSplit]] = {}

@@ -171,7 +171,8 @@ def refusal(stamped: Mapping[str, Any] | None, weights_sha256: str | None) -> st
 
 def describe_setup(setup: Mapping[str, Any]) -> str:
     """The non-default parts of a setup, for a refusal line."""
-    shown = {k: v for k, v in setup.items() if k not in ("official", "data_sha256") and v is not None}
+    hidden = ("official", "data_sha256", "hyperparameters", "departures")
+    shown = {**setup.get("departures", {}), **{k: v for k, v in setup.items() if k not in hidden and v is not None}}
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "unofficial"
 
 
@@ -207,22 +208,17 @@ def aoa_setup(revisions: list[str], dtype: str, max_words: int | None, data_sha2
 
 
 def glue_setup(hyperparameters: Mapping[str, Any], max_train_examples: int | None, max_valid_examples: int | None,
-               data_sha256: str, official_hyperparameters: bool) -> dict[str, Any]:
+               data_sha256: str, official_hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     """How one GLUE task was fine-tuned; official with the official hyperparameters on every example."""
+    departures = {k: v for k, v in hyperparameters.items() if official_hyperparameters.get(k) != v}
     return {"hyperparameters": dict(hyperparameters), "max_train_examples": max_train_examples,
-            "max_valid_examples": max_valid_examples, "data_sha256": data_sha256,
-            "official": official_hyperparameters and max_train_examples is None and max_valid_examples is None}
-
-
-def scored_revisions(run_dir: str | os.PathLike) -> list[str]:
-    """The revisions with a fast results file under ``eval/revisions/`` (what collate reads)."""
-    folder = eval_dir(run_dir) / REVISIONS_DIR
-    return sorted(p.parent.name for p in folder.glob(f"*/{RESULTS_FILE}")) if folder.is_dir() else []
+            "max_valid_examples": max_valid_examples, "data_sha256": data_sha256, "departures": departures,
+            "official": not departures and max_train_examples is None and max_valid_examples is None}
 
 
 @contextlib.contextmanager
-def unit_lock(run_dir: str | os.PathLike, unit: str) -> Iterator[bool]:
-    """Hold the lock of one submission unit; yields whether another runner held it first (it was waited for).
+def unit_lock(run_dir: str | os.PathLike, unit: str) -> Iterator[None]:
+    """Hold the lock of one submission unit while it is checked and run (waiting, and saying so, if it is held).
 
     Why: two submissions started at once in one run would both score every unit (the files stay correct,
     the work doubles). The second waits for the first and then finds the unit done. `flock` is released
@@ -233,9 +229,7 @@ def unit_lock(run_dir: str | os.PathLike, unit: str) -> Iterator[bool]:
     with (folder / f"{unit.replace('/', '_').replace(' ', '_')}.lock").open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            waited = False
         except BlockingIOError:
             print(f"{unit}: another submission is scoring this unit; waiting for it", file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
-            waited = True
-        yield waited
+        yield
