@@ -50,7 +50,7 @@ from babykd.evaluation.suite import (
 from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, load_task, load_tasks
 from babykd.provenance import provenance
-from babykd.rules import REVISIONS_DIR
+from babykd.rules import REVISIONS_DIR, check_revision_name
 
 PROTOCOLS = ("2025", "2024")
 #: Task families of the 2025 suite that other commands score.
@@ -99,6 +99,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="full tracebacks for input errors")
     args = parser.parse_args(argv)
+    if args.revision is not None:  # a path part under MODEL_DIR: never a separator or ".." out of the run
+        try:
+            check_revision_name(args.revision)
+        except ValueError as exc:
+            parser.error(f"--revision: {exc}")
     local = args.run_dir = Path(args.model)
     if args.revision:
         args.model = str(local / REVISIONS_DIR / args.revision)

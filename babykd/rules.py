@@ -23,6 +23,8 @@ from babykd.errors import UserError
 M = 1_000_000
 #: Folder of a run's word-mark revisions (``<run>/revisions/chck_*``), as the evaluators expect them.
 REVISIONS_DIR = "revisions"
+#: The final model's revision name: the hub's default branch (``eval/predictions/main``, the exported repo).
+FINAL_REVISION = "main"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,29 @@ def revision_words(name: str) -> int:
     if not digits.isdigit():
         raise ValueError(f"{name!r} is not a checkpoint revision name (chck_<N>[K|M])")
     return int(digits) * scale
+
+
+def is_revision_name(name: str) -> bool:
+    """A name :func:`check_revision_name` accepts."""
+    if name == FINAL_REVISION:
+        return True
+    try:
+        return revision_name(revision_words(name)) == name
+    except ValueError:
+        return False
+
+
+def check_revision_name(name: str) -> str:
+    """``name`` if it is a revision name: ``chck_<N>[K|M]`` as :func:`revision_name` writes it, or ``main``.
+
+    Revision names become path parts (``<run>/revisions/<name>``, ``eval/predictions/<name>``), so a name
+    from the user or from a file must not carry a separator or ``..`` that would lead out of the run;
+    only the canonical spelling is taken, so one checkpoint has one folder.
+    """
+    if not is_revision_name(name):
+        raise ValueError(f"{name!r} is not a revision name: use chck_<N>[K|M] (e.g. chck_10M, chck_250K) "
+                         f"or {FINAL_REVISION}")
+    return name
 
 
 def lineage_total(lineage: Mapping[str, int]) -> int:

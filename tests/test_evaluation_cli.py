@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from babykd.data.tokenizer import train_tokenizer
-from babykd.evaluate import main
+from babykd.evaluate import main, parse_args
+from babykd.evaluation.aoa import parse_args as aoa_args
 
 CORPUS = ["The cat sat on the mat.", "Who did Mary see yesterday?", "Ali is in the bakery."] * 20
 PAIRS = [{"sentence_good": "The cat sat on the mat.", "sentence_bad": "The cat sat mat the on."}]
@@ -95,3 +97,41 @@ def test_flat_data_dir_says_to_pass_it_as_a_task(tmp_path, tokenizer):
     model = save_model(tmp_path / "m", tokenizer, seed=0)
     with pytest.raises(SystemExit, match=r"--tasks .*blimp"):
         main([str(model), "--data-dir", str(flat), "--tasks", "blimp_filtered", "--no-progress"])
+
+
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("revision", ["../../../x", "a/b", "..", "chck_1M/../../x"])
+def test_revision_outside_the_run_is_refused_with_one_line(tmp_path, tokenizer, data_dir, capsys, revision):
+    """`--revision` names a folder under MODEL_DIR/revisions: a path there could read and write outside the run."""
+    run = save_model(tmp_path / "a" / "run", tokenizer, seed=0)
+    save_model(run / "revisions" / "chck_1M", tokenizer, seed=0)
+    save_model(tmp_path / "x", tokenizer, seed=1)  # what ../../../x reaches from run/revisions
+    before = files_under(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([str(run), "--revision", revision, "--data-dir", str(data_dir), "--tasks", "blimp_filtered",
+              "--no-progress", "--device", "cpu"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m babykd.evaluate: error: --revision") and repr(revision) in err
+    assert "chck_" in err  # the accepted forms
+    assert files_under(tmp_path) == before
+
+
+def test_checkpoint_revision_names_are_accepted(tmp_path):
+    args = parse_args([str(tmp_path), "--revision", "chck_10M"])
+    assert args.model == str(tmp_path / "revisions" / "chck_10M")
+    assert args.output == tmp_path / "eval" / "revisions" / "chck_10M" / "results.json"
+
+
+@pytest.mark.parametrize("name", ["../x", "chck_1M/../../x", "chck_1000K"])
+def test_aoa_revisions_take_revision_names_only(tmp_path, capsys, name):
+    """AoA reads MODEL_DIR/revisions/NAME of each name; one checkpoint has one spelling (chck_1M, not chck_1000K)."""
+    with pytest.raises(SystemExit) as exc:
+        aoa_args([str(tmp_path), "--revisions", "chck_1M", name])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert repr(name) in err and "chck_<N>[K|M]" in err
+    assert aoa_args([str(tmp_path), "--revisions", "chck_10M"]).revisions == ["chck_10M"]

@@ -65,7 +65,7 @@ from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
 from babykd.models import position_limit
-from babykd.rules import REVISIONS_DIR, TRACKS, revision_words
+from babykd.rules import REVISIONS_DIR, TRACKS, check_revision_name, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
 CDI_FILE = "full_eval/aoa/cdi_human.csv"
@@ -282,7 +282,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.revisions and args.revisions != [FOUND]:
         for name in args.revisions:
             try:
-                revision_words(name)
+                revision_words(check_revision_name(name))  # a path part under MODEL_DIR/revisions, and words seen
             except ValueError as exc:
                 parser.error(str(exc))
     return args
