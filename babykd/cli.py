@@ -70,6 +70,20 @@ def parse_config(argv: Sequence[str] | None, description: str,
         return load_run_config(Path(args.config), overrides), args
 
 
+def library_progress_bars(show: bool) -> None:
+    """The evaluation commands' `--no-progress` (show False) hides the bars the libraries draw on their own too.
+
+    transformers draws "Loading weights" at every `from_pretrained` and huggingface_hub its downloads behind
+    global switches, not arguments of the calls we make; they filled the logs of jobs run with --no-progress.
+    transformers' switch turns huggingface_hub's off too. With show True nothing changes: switching the bars
+    on would override a user's HF_HUB_DISABLE_PROGRESS_BARS.
+    """
+    if not show:
+        from transformers.utils import logging as transformers_logging  # cli loads before any heavy import
+
+        transformers_logging.disable_progress_bar()
+
+
 def setup_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 

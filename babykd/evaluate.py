@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from babykd.cli import library_progress_bars
 from babykd.evaluation import submission
 from babykd.errors import EvaluationError
 from babykd.evaluation import store
@@ -265,6 +266,7 @@ def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Ta
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score, write every task scored, then fail (exit 1) if any task could not be scored."""
+    library_progress_bars(show=not args.no_progress)
     errors: dict[str, str] = {}
     try:  # data first: a bad task name or line fails before any model is loaded
         if args.protocol == "2024":

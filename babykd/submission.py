@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from babykd import evaluate
+from babykd.cli import library_progress_bars
 from babykd.errors import UserError
 from babykd.evaluation import aoa, finetune, store
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
@@ -312,6 +313,7 @@ def check_main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    library_progress_bars(show=not args.no_progress)
     if args.check is not None:
         return check_main(args)
     try:

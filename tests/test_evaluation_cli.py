@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,20 @@ def test_checkpoint_revision_names_are_accepted(tmp_path):
     args = parse_args([str(tmp_path), "--revision", "chck_10M"])
     assert args.model == str(tmp_path / "revisions" / "chck_10M")
     assert args.output == tmp_path / "eval" / "revisions" / "chck_10M" / "results.json"
+
+
+def test_no_progress_silences_the_libraries_bars_too(tmp_path, tokenizer, data_dir):
+    """transformers draws "Loading weights" on its own; --no-progress must hide it (logs of cluster jobs)."""
+    model = save_model(tmp_path / "m", tokenizer, seed=0)
+    done = subprocess.run(
+        [sys.executable, "-m", "babykd.evaluate", str(model), "--data-dir", str(data_dir), "--tasks",
+         "blimp_filtered", "--no-progress", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "blimp_filtered" in done.stdout  # it scored
+    for bar in ("Loading weights", "it/s", "%|", "█"):
+        assert bar not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("name", ["../x", "chck_1M/../../x", "chck_1000K"])

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.atomic import atomic_write_json
+from babykd.cli import library_progress_bars
 from babykd.errors import EvaluationError
 from babykd.evaluation import store, submission
 from babykd.evaluation.aoa_fit import curve_fitness
@@ -290,6 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score as `args` say; returns the results record written. Raises `EvaluationError` (one line)."""
+    library_progress_bars(show=not args.no_progress)
     start = time.perf_counter()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:  # data and revisions first: a missing file or checkpoint fails before any model is loaded
