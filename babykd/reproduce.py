@@ -101,8 +101,11 @@ class EvaluationBudget:
 
     @property
     def columns(self) -> list[str]:
-        """The tasks' results.json keys (`<task>_fast` for fast sets), which are also the table's columns."""
-        return [result_name(task, self.fast) for task in self.tasks]
+        """The table's columns: the tasks' results.json keys (`<task>_fast` for fast sets), reading followed by
+        its self-paced gain (`report.columns_of`), so every scored value is in the table, CSV and figure."""
+        from babykd.evaluation.report import columns_of
+
+        return columns_of([result_name(task, self.fast) for task in self.tasks])
 
 
 @dataclass
@@ -367,7 +370,7 @@ def _optional_int(value: Any) -> int | None:
 
 def collect_rows(stages: Sequence[Stage], out_root: Path, columns: Sequence[str]) -> list[ModelRow]:
     """One row per recipe over its seeds; a task a run could not score is nan there and named in `errors`."""
-    from babykd.evaluation.report import read_results
+    from babykd.evaluation.report import cell_value, read_results
 
     rows: dict[str, ModelRow] = {}
     for stage in stages:
@@ -386,8 +389,8 @@ def collect_rows(stages: Sequence[Stage], out_root: Path, columns: Sequence[str]
         ))
         row.wall_time_s += prov["wall_time_s"]
         row.seeds.append(stage.seed)
-        for task in columns:
-            row.scores[task].append(float(tasks.get(task, {}).get("score", math.nan)))
+        for column in columns:
+            row.scores[column].append(cell_value(results, column))
         row.errors += [f"{stage.run_name}: {task}: {why}" for task, why in results.get("errors", {}).items()]
         row.scores[DEV_CE].append(float((prov.get("final_metrics") or {}).get("eval_loss", math.nan)))
     for row in rows.values():
@@ -570,16 +573,19 @@ def csv_table(rows: Sequence[ModelRow], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def figure_values(rows: Sequence[ModelRow], columns: Sequence[str]) -> np.ndarray:
+    """The figure's numbers: each model's mean over its seeds per column, as the table shows them."""
+    return np.array([[row.mean(column) for column in columns] for row in rows], dtype=np.float64)
+
+
 def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path, out_root: Path,
                  results_path: Path, wall_s: float, unigram_ce: float) -> None:
     """RESULTS.md with its figure (.png) and table (.csv) beside it."""
-    from babykd.evaluation.report import plot_results
+    from babykd.evaluation.report import plot_table
 
     figure, table = results_path.with_suffix(".png"), results_path.with_suffix(".csv")
     columns, evaluation = budget.evaluation.columns, budget.evaluation
-    records = [{"model": r.label, "tasks": {t: {"score": r.mean(t), "stderr": None if math.isnan(r.sd(t)) else r.sd(t)}
-                                            for t in columns}} for r in rows]
-    atomic_write_bytes(figure, plot_results(records))
+    atomic_write_bytes(figure, plot_table([row.label for row in rows], columns, figure_values(rows, columns)))
     atomic_write_text(table, csv_table(rows, columns))
     errors = [error for row in rows for error in row.errors]
     prov = provenance(corpus=str(corpus), corpus_sha256=file_sha256(corpus))

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import threading
 
+import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from babykd import reproduce
 from babykd.atomic import atomic_write_json
 from babykd.evaluation.report import (
-    heatmap_columns, plot_learning_curves, plot_results, read_results, results_lock, revision_words,
-    weights_fingerprint, write_results,
+    cell_values, csv_table, heatmap_columns, markdown_table, plot_learning_curves, plot_results, read_results,
+    results_lock, revision_words, weights_fingerprint, write_results,
 )
 
 
@@ -75,3 +78,39 @@ def test_two_writers_finishing_together_keep_both_tasks(tmp_path):
     writer.join(timeout=30)
     assert not writer.is_alive()
     assert set(read_results(results)["tasks"]) == {"blimp_filtered", "ewok_filtered"}
+
+
+def reading_record(model: str, eye: float, spr: float) -> dict:
+    """A fast-suite record whose reading entry is as `babykd.evaluate` writes it (score = the eye-tracking gain)."""
+    reading = {"metric": "r2_gain", "score": eye, "stderr": None, "eye_tracking": eye, "self_paced_reading": spr}
+    return {"model": model, "tasks": {"blimp_filtered_fast": {"score": 0.6, "stderr": 0.01}, "reading_fast": reading}}
+
+
+def test_table_csv_and_figure_show_both_reading_gains():
+    """Self-paced reading is scored with eye tracking but was in neither table nor CSV (only the figure's column)."""
+    records = [reading_record("/runs/a", 0.0286, 0.0123), reading_record("/runs/b", 0.0301, 0.0147)]
+    columns = heatmap_columns(records)
+    assert columns == ["blimp_filtered_fast", "reading_fast", "reading_spr_fast"]
+    header, _, first, _ = markdown_table(records).splitlines()
+    assert header == "| model | blimp_filtered_fast | reading_fast | reading_spr_fast |"
+    assert first == "| a | 0.600 ± 0.0100 | 0.029 | 0.012 |"
+    rows = list(csv.DictReader(io.StringIO(csv_table(records))))
+    assert float(rows[1]["reading_spr_fast"]) == 0.0147 and float(rows[1]["reading_fast"]) == 0.0301
+    values = cell_values(records, columns)
+    assert np.isfinite(values).all() and values[:, 2].tolist() == [0.0123, 0.0147]
+
+
+def test_reproduce_report_has_a_self_paced_reading_column_with_its_values(tmp_path):
+    """The cpu study's RESULTS.md had no self-paced column and RESULTS.png an empty one (its records held scores)."""
+    stage = reproduce.Stage("Llama-58M-strict", "baseline", 0)
+    run = tmp_path / stage.run_name
+    atomic_write_json(run / "eval" / "results.json", reading_record(str(run), 0.0286, 0.0123))
+    atomic_write_json(run / "provenance.json", {"parameters": 10, "global_steps": 2, "wall_time_s": 1.0})
+    (run / "run_config.yaml").write_text("training: {batch_size: 2}\ndata: {seq_length: 4}\n", encoding="utf-8")
+    columns = reproduce.EvaluationBudget(tasks=["blimp_filtered", "reading"], fast=True).columns
+    assert columns == ["blimp_filtered_fast", "reading_fast", "reading_spr_fast"]
+    rows = reproduce.collect_rows([stage], tmp_path, columns)
+    header, _, line = reproduce.markdown(rows, columns).splitlines()
+    assert header.endswith("| reading_fast | reading_spr_fast | seeds |") and line.endswith("| 0.029 | 0.012 | 1 |")
+    assert reproduce.csv_table(rows, columns).splitlines()[1].endswith(",0.6,0.0286,0.0123")
+    assert np.isfinite(reproduce.figure_values(rows, columns)).all()

@@ -192,56 +192,80 @@ def table_tasks(records: Sequence[dict[str, Any]]) -> list[str]:
     return [t for t in known if t in seen] + [t for t in dict.fromkeys(seen) if t not in known]
 
 
-def markdown_table(records: Sequence[dict[str, Any]]) -> str:
-    """The seeds' table; `*` marks a score from a subset (``max_items_per_subtask``)."""
-    tasks = table_tasks(records)
-    lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-    subset = False
-    for record in records:
-        cells = []
-        for task in tasks:
-            entry = record["tasks"].get(task)
-            if entry is None:
-                cells.append("–")
-                continue
-            mark = "*" if entry.get("max_items_per_subtask") is not None else ""
-            subset = subset or bool(mark)
-            cells.append(format_score(entry) + mark)
-        lines.append(f"| {model_label(record)} | " + " | ".join(cells) + " |")
-    if subset:
-        lines.append("\n\\* scored on a subset (at most `max_items_per_subtask` items per subtask)")
-    return "\n".join(lines) + "\n"
-
-
-def csv_table(records: Sequence[dict[str, Any]]) -> str:
-    """Machine-readable twin of the table: score and stderr columns per task, full model path."""
-    tasks = table_tasks(records)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "path"] + [c for t in tasks for c in (t, f"{t}_stderr")])
-    for record in records:
-        row = [model_label(record), record["model"]]
-        for task in tasks:
-            entry = record["tasks"].get(task, {})
-            row += [entry.get("score", ""), "" if entry.get("stderr") is None else entry["stderr"]]
-        writer.writerow(row)
-    return out.getvalue()
-
-
 #: Column -> (task entry key, value key) for values that are not a task's "score".
 EXTRA_COLUMNS: dict[str, tuple[str, str]] = {"reading_spr": ("reading", "self_paced_reading")}
 #: What a column is called in the pictures (reading's "score" is its eye-tracking gain).
 LABELS: dict[str, str] = {"reading": "reading (eye tracking)", "reading_spr": "reading (self-paced)"}
 
 
-def heatmap_columns(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Table tasks, with reading's second score (self-paced reading) as a column of its own."""
+def columns_of(tasks: Sequence[str]) -> list[str]:
+    """Report columns of results keys: each task, and after reading its self-paced gain (``reading_spr[_fast]``).
+
+    Reading's entry holds two scores ("score" is its eye-tracking gain); each gets a column so that the
+    table, the CSV and the figure drop no scored value.
+    """
     out = []
-    for task in table_tasks(records):
+    for task in tasks:
         out.append(task)
         suffix = "_fast" if task.endswith("_fast") else ""
         out += [c + suffix for c, (t, _) in EXTRA_COLUMNS.items() if t == task.removesuffix("_fast")]
     return out
+
+
+def heatmap_columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The columns of the table, the CSV and the figure: `columns_of` the records' tasks in table order."""
+    return columns_of(table_tasks(records))
+
+
+def _source(column: str) -> tuple[str, str]:
+    """(task entry, value key) a column reads: a task's "score", or a second score of another task's entry."""
+    base = column.removesuffix("_fast")
+    if base in EXTRA_COLUMNS:
+        task, key = EXTRA_COLUMNS[base]
+        return task + column[len(base):], key
+    return column, "score"
+
+
+def _table_cell(record: dict[str, Any], column: str) -> tuple[str, bool]:
+    """A markdown cell of `column` and whether its value comes from a subset (``max_items_per_subtask``)."""
+    task, key = _source(column)
+    entry = record["tasks"].get(task)
+    if entry is None or entry.get(key) is None:
+        return "–", False
+    subset = entry.get("max_items_per_subtask") is not None
+    text = format_score(entry) if key == "score" else f"{entry[key]:.3f}"
+    return text + ("*" if subset else ""), subset
+
+
+def markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """The seeds' table, a column per `heatmap_columns` column; `*` marks a score from a subset."""
+    columns = heatmap_columns(records)
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    subset = False
+    for record in records:
+        cells = [_table_cell(record, column) for column in columns]
+        subset = subset or any(from_subset for _, from_subset in cells)
+        lines.append(f"| {model_label(record)} | " + " | ".join(text for text, _ in cells) + " |")
+    if subset:
+        lines.append("\n\\* scored on a subset (at most `max_items_per_subtask` items per subtask)")
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(records: Sequence[dict[str, Any]]) -> str:
+    """Machine-readable twin of the table: value and stderr columns per column, full model path."""
+    columns = heatmap_columns(records)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["model", "path"] + [c for column in columns for c in (column, f"{column}_stderr")])
+    for record in records:
+        row = [model_label(record), record["model"]]
+        for column in columns:
+            task, key = _source(column)
+            entry = record["tasks"].get(task, {})
+            stderr = entry.get("stderr") if key == "score" else None  # a second score has no stderr of its own
+            row += [entry.get(key, ""), "" if stderr is None else stderr]
+        writer.writerow(row)
+    return out.getvalue()
 
 
 def column_label(column: str) -> str:
@@ -250,13 +274,10 @@ def column_label(column: str) -> str:
 
 
 def cell_value(record: dict[str, Any], column: str) -> float:
-    base = column.removesuffix("_fast")
-    if base in EXTRA_COLUMNS:
-        task, key = EXTRA_COLUMNS[base]
-        entry = record["tasks"].get(task + column[len(base):])
-        return float(entry[key]) if entry and key in entry else math.nan
-    entry = record["tasks"].get(column)
-    return float(entry["score"]) if entry and entry.get("score") is not None else math.nan
+    """The number a column shows for a record; NaN where the record has none."""
+    task, key = _source(column)
+    value = record["tasks"].get(task, {}).get(key)
+    return math.nan if value is None else float(value)
 
 
 def row_label(record: dict[str, Any]) -> str:
@@ -286,16 +307,25 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def cell_values(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> np.ndarray:
+    """The figure's numbers: one row per record, one per column, NaN where a record lacks the column."""
+    return np.array([[cell_value(r, c) for c in columns] for r in records], dtype=np.float64)
+
+
 def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
-    """PNG heat-map table: one row per model, one column per task, the score written in each cell.
+    """PNG heat-map table of results records: one row per model, one column per `heatmap_columns` column."""
+    records = _in_order(records)
+    columns = heatmap_columns(records)
+    return plot_table([row_label(r) for r in records], columns, cell_values(records, columns))
+
+
+def plot_table(rows: Sequence[str], columns: Sequence[str], values: np.ndarray) -> bytes:
+    """PNG heat-map table: `values[i, j]` of row `rows[i]` and column `columns[j]` written in each cell.
 
     Colour is per column (best model of a task darkest), because the tasks'
     metrics differ (accuracy, Spearman's rho, R^2 gain); task names are
-    rotated so ten or more columns stay readable.
+    rotated so ten or more columns stay readable. Reproduce's table of means over seeds is drawn with it too.
     """
-    records = _in_order(records)
-    columns = heatmap_columns(records)
-    values = np.array([[cell_value(r, c) for c in columns] for r in records], dtype=np.float64)
     shade = np.full_like(values, 0.5)
     for j in range(len(columns)):
         col = values[:, j]
@@ -303,16 +333,16 @@ def plot_results(records: Sequence[dict[str, Any]]) -> bytes:
         if finite.sum() > 1 and np.ptp(col[finite]) > 0:
             shade[finite, j] = (col[finite] - col[finite].min()) / np.ptp(col[finite])
     shade[~np.isfinite(values)] = np.nan
-    fig = _figure(figsize=(2.5 + 0.95 * len(columns), 1.6 + 0.42 * len(records)))
+    fig = _figure(figsize=(2.5 + 0.95 * len(columns), 1.6 + 0.42 * len(rows)))
     ax = fig.add_subplot()
     ax.imshow(np.ma.masked_invalid(shade), cmap="Blues", vmin=-0.15, vmax=1.15, aspect="auto")
-    for i in range(len(records)):
+    for i in range(len(rows)):
         for j in range(len(columns)):
             v = values[i, j]
             text = "–" if not np.isfinite(v) else f"{v:.4f}" if abs(v) < 0.05 else f"{v:.3f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if shade[i, j] > 0.7 else "black")
     ax.set_xticks(range(len(columns)), [column_label(c) for c in columns], rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(records)), [row_label(r) for r in records], fontsize=8)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
     ax.tick_params(length=0)
     ax.set_title("scores (accuracy; wug: Spearman ρ; reading: R² gain) — darker = better within a column", fontsize=9)
     return _png(fig)
