@@ -9,11 +9,13 @@ on damaged copies of it.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
 import shutil
 from collections import Counter
+from typing import Sequence
 
 import pytest
 import torch
@@ -23,8 +25,10 @@ from babykd.evaluate import parse_args as evaluate_args
 from babykd.evaluation import submission_sizes as sizes
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.submission import FAST_KEYS, track_revisions
-from babykd.evaluation.submission_check import check_submission
-from babykd.evaluation.suite_data import SuiteData
+from babykd.evaluation.aoa import load_aoa_data
+from babykd.evaluation.submission_check import check_file, check_submission
+from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.rules import revision_words
 from babykd.submission import main
 from conftest import shared_or_skip
 from test_aoa import write_suite
@@ -112,6 +116,24 @@ def test_stages_list_and_index_address_one_unit(run_dir, suite, capsys):
     assert "why: fast: the run has no revisions/chck_*" in out and "why: aoa: the run has no revisions/chck_*" in out
 
 
+@functools.cache
+def aoa_order() -> tuple[tuple[str, int], ...]:
+    """(word, context id) of one revision's AoA records as the official run writes them: the CDI list's words in
+    order where the suite data is at hand (--check compares with it), else synthetic words of 20 contexts each."""
+    try:
+        data = load_aoa_data(SuiteData())
+    except MissingEvalData:
+        return tuple((f"w{k // 20}", k % 20) for k in range(sizes.AOA_CONTEXTS))
+    return tuple((word, k) for word, contexts in zip(data.words, data.contexts) for k in range(len(contexts)))
+
+
+def aoa_part(order: Sequence[tuple[str, int]], revisions: Sequence[str]) -> dict:
+    """The official surprisal.json: per revision, one record per (word, context) in `order`."""
+    return {"metadata": {}, "results": [
+        {"step": r, "word_count": revision_words(r), "target_word": word, "context_id": k, "context": "BOS_ONLY",
+         "surprisal": 4.0} for r in revisions for word, k in order]}
+
+
 def complete_submission() -> dict:
     """A synthetic strict-small submission with every count the official collate asserts."""
     revisions = track_revisions("strict-small")
@@ -127,8 +149,7 @@ def complete_submission() -> dict:
                                                    for i in range(sizes.SINGLE["reading"])]}}
     data["glue"] = {t: {"predictions": [{"id": f"{t}_{i}", "pred": i % GLUE_TASKS[t].num_labels} for i in range(n)]}
                     for t, n in sizes.GLUE.items()}
-    data["aoa"] = {"metadata": {}, "results": [{"step": r, "target_word": "w", "surprisal": 4.0}
-                                               for r in revisions for _ in range(sizes.AOA_CONTEXTS)]}
+    data["aoa"] = aoa_part(aoa_order(), revisions)
     fast_values = {
         "blimp": {k: 0.5 for k in sizes.BLIMP}, "blimp_supplement": {k: 0.5 for k in sizes.SUPPLEMENT},
         "ewok": {k: 0.5 for k in sizes.EWOK},
@@ -212,3 +233,44 @@ def test_size_tables_are_the_released_files_counts():
     assert len(reading_rows) == sizes.SINGLE["reading"]
     glue = {t: len(lines(suite.read_bytes(f"full_eval/glue_filtered/{t}.valid.jsonl"))) for t in sizes.GLUE}
     assert glue == sizes.GLUE
+
+
+def test_check_names_aoa_records_moved_across_words_or_out_of_the_official_form():
+    """The official run writes every revision's records in one (word, context) order with six keys; the
+    leaderboard pairs each surprisal with a word through its labels, so values moved to another word passed."""
+    good = complete_submission()
+    moved = copy.deepcopy(good)
+    records = [r for r in moved["aoa"]["results"] if r["step"] == "chck_3M"]
+    second = next(i for i, r in enumerate(records) if r["target_word"] != records[0]["target_word"])
+    first_word, second_word = records[0]["target_word"], records[second]["target_word"]
+    records[0]["target_word"], records[second]["target_word"] = second_word, first_word
+    assert check_submission(moved) == [f"aoa: revision chck_3M, record 0: {second_word!r} context 0 "
+                                       f"where revision chck_1M has {first_word!r} context 0"]
+    backwards = {**good, "aoa": aoa_part(aoa_order()[::-1], track_revisions("strict-small"))}  # all revisions alike
+    last_word, last_context = aoa_order()[-1]
+    assert check_submission(backwards) == [f"aoa: revision chck_1M, record 0: {last_word!r} context {last_context}, "
+                                           "expected context 0 (the official run writes each word's contexts in order)"]
+    informal = copy.deepcopy(good)
+    informal["aoa"]["results"][5]["word_count"] = 2_000_000  # a chck_1M record
+    del informal["aoa"]["results"][-1]["context_id"]
+    assert check_submission(informal)[0] == (
+        "aoa: 2 records not of the official form (keys context, context_id, step, surprisal, target_word, "
+        "word_count; word_count the revision's words seen; surprisal >= 0 or NaN)")
+
+
+def test_check_compares_the_aoa_word_order_with_the_official_cdi_list(tmp_path, capsys):
+    """Two words' records swapped in every revision agree with each other: only the CDI list tells."""
+    suite = shared_or_skip("evaluation_data_2025.zip")
+    order = list(aoa_order())
+    cut = next(i for i, (word, _) in enumerate(order) if word != order[0][0])
+    end = next(i for i, (word, _) in enumerate(order) if word not in (order[0][0], order[cut][0]))
+    swapped = order[cut:end] + order[:cut] + order[end:]  # the second word's block before the first's
+    data = complete_submission()
+    data["aoa"] = aoa_part(swapped, track_revisions("strict-small"))
+    path = tmp_path / "swapped.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    line = (f"aoa: revision chck_1M, record 0: {order[cut][0]!r} context 0 where the official CDI list "
+            f"(full_eval/aoa/cdi_childes.json) has {order[0][0]!r} context 0 (and 18 more revisions)")
+    assert check_file(path, suite=suite) == [line]
+    assert main(["--check", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{path}: {line}"]

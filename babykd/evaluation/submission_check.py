@@ -6,8 +6,11 @@ one damaged in transit) is never checked before upload. `check_submission`
 applies the same rules to the finished file -- the keys, every task's item
 count (`submission_sizes`), the revisions of the AoA surprisals and of the
 fast metrics -- plus what the leaderboard reads from each item: field types,
-finite values in their ranges. It returns one line per problem (empty: the
-file is complete).
+finite values in their ranges, and the AoA records' official form: six keys
+each and, per revision, one (word, context) order, the CDI word list's where
+the suite data is at hand (the collate step checks only counts, so surprisals
+moved across words passed). It returns one line per problem (empty: the file
+is complete).
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from babykd.evaluation import submission_sizes as sizes
+from babykd.evaluation.aoa import CONTEXTS_FILE, load_aoa_data
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.submission import FAST_KEYS, FULL_KEYS, track_revisions
+from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.rules import revision_words
 
 Problems = list[str]
+#: (target word, context id) of one revision's AoA records, in the order they come.
+AoAOrder = Sequence[tuple[str, int]]
+#: The keys of an official surprisal record (``AoA_word/evaluation_functions.py``, ``analyze_steps``).
+AOA_KEYS = frozenset({"step", "word_count", "target_word", "context_id", "context", "surprisal"})
 
 
 def _finite(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
@@ -102,31 +112,101 @@ def _glue_row_problem(task: str, row: Any) -> str | None:
     return None
 
 
-def _check_aoa(part: Any, revisions: tuple[str, ...], problems: Problems) -> None:
+def official_aoa_order(suite: str | os.PathLike | None = None) -> list[tuple[str, int]] | None:
+    """The order the official AoA run writes each revision's records in, from the suite data (default: the
+    default suite; None where it is absent): every context of each CDI word, in the word list's order."""
+    try:
+        data = load_aoa_data(SuiteData(suite))
+    except MissingEvalData:
+        return None
+    return [(word, k) for word, contexts in zip(data.words, data.contexts) for k in range(len(contexts))]
+
+
+def _official_record(record: Any, words_seen: dict[str, int]) -> bool:
+    """One surprisal record as the official run writes it: its six keys, typed; the words seen of its step
+    (a step of the track); a surprisal >= 0 or NaN (the official per-item code records NaN for a too-long context)."""
+    if not isinstance(record, dict) or set(record) != AOA_KEYS:
+        return False
+    step, surprisal, context_id = record["step"], record["surprisal"], record["context_id"]
+    return (isinstance(step, str) and isinstance(record["target_word"], str) and isinstance(record["context"], str)
+            and isinstance(context_id, int) and not isinstance(context_id, bool)
+            and (step not in words_seen or record["word_count"] == words_seen[step])
+            and isinstance(surprisal, (int, float)) and (math.isnan(surprisal) or _finite(surprisal, 0.0)))
+
+
+def _grouping_problem(order: AoAOrder) -> str | None:
+    """Where `order` leaves the official layout: each word's records together, its context ids 0, 1, 2, ..."""
+    seen: set[str] = set()
+    previous, expected = None, 0
+    for i, (word, context) in enumerate(order):
+        if word != previous:
+            if word in seen:
+                return f"record {i}: word {word!r} again after other words"
+            seen.add(word)
+            previous, expected = word, 0
+        if context != expected:
+            return f"record {i}: {word!r} context {context}, expected context {expected}"
+        expected += 1
+    return None
+
+
+def _order_problem(got: AoAOrder, want: AoAOrder, source: str) -> str:
+    """The first place two different orders part."""
+    if len(got) != len(want):
+        return f"{len(got)} records where {source} has {len(want)}"
+    i = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+    (word, context), (want_word, want_context) = got[i], want[i]
+    return f"record {i}: {word!r} context {context} where {source} has {want_word!r} context {want_context}"
+
+
+def _check_aoa_order(orders: dict[str, AoAOrder], official: AoAOrder | None, problems: Problems) -> None:
+    """Every revision's records in one (word, context) order: the CDI list's when at hand, else the first's.
+
+    The collate step counts records only, and the leaderboard pairs each surprisal with a word through its
+    labels: surprisals moved across words would fit the children's curves to the wrong words unnoticed.
+    """
+    if not orders:
+        return
+    if official is None:
+        name, reference = next(iter(orders.items()))
+        source = f"revision {name}"
+        if (problem := _grouping_problem(reference)) is not None:
+            problems.append(f"aoa: {source}, {problem} (the official run writes each word's contexts in order)")
+            return
+    else:
+        reference, source = official, f"the official CDI list ({CONTEXTS_FILE})"
+    wrong = [name for name, order in orders.items() if list(order) != list(reference)]
+    if wrong:
+        more = f" (and {len(wrong) - 1} more revisions)" if len(wrong) > 1 else ""
+        problems.append(f"aoa: revision {wrong[0]}, {_order_problem(orders[wrong[0]], reference, source)}{more}")
+
+
+def _check_aoa(part: Any, revisions: tuple[str, ...], official: AoAOrder | None, problems: Problems) -> None:
     records = part.get("results") if isinstance(part, dict) else None
     if not isinstance(records, list):
         problems.append("aoa: no 'results' list of surprisal records")
         return
-    per_step: dict[Any, int] = {}
+    words_seen = {name: revision_words(name) for name in revisions}
+    orders: dict[str, list[tuple[str, int]]] = {}
     bad = 0
     for record in records:
-        if not isinstance(record, dict) or not {"step", "target_word", "surprisal"} <= set(record):
+        if not _official_record(record, words_seen):
             bad += 1
             continue
-        per_step[record["step"]] = per_step.get(record["step"], 0) + 1
-        surprisal = record["surprisal"]  # NaN is allowed: the official per-item code records it for too-long contexts
-        if not (isinstance(surprisal, (int, float)) and (math.isnan(surprisal) or _finite(surprisal, 0.0))):
-            bad += 1
+        orders.setdefault(record["step"], []).append((record["target_word"], record["context_id"]))
     if bad:
-        problems.append(f"aoa: {bad} records without step/target_word or with a surprisal that is not >= 0 or NaN")
+        problems.append(f"aoa: {bad} records not of the official form (keys {', '.join(sorted(AOA_KEYS))}; "
+                        "word_count the revision's words seen; surprisal >= 0 or NaN)")
     for name in revisions:
-        if name not in per_step:
+        if name not in orders:
             problems.append(f"aoa: revision {name} missing")
-        elif per_step[name] != sizes.AOA_CONTEXTS:
-            problems.append(f"aoa: revision {name} has {per_step[name]} records, expected {sizes.AOA_CONTEXTS}")
-    extra = sorted(map(str, set(per_step) - set(revisions)))
+        elif len(orders[name]) != sizes.AOA_CONTEXTS:
+            problems.append(f"aoa: revision {name} has {len(orders[name])} records, expected {sizes.AOA_CONTEXTS}")
+    extra = sorted(set(orders) - set(revisions))
     if extra:
         problems.append(f"aoa: revisions not in the track's list: {', '.join(extra)}")
+    complete = {name: orders[name] for name in revisions if len(orders.get(name, ())) == sizes.AOA_CONTEXTS}
+    _check_aoa_order(complete, official, problems)
 
 
 def _fast_value_problem(key: str, value: Any) -> str | None:
@@ -167,8 +247,11 @@ def _check_fast(part: Any, revisions: tuple[str, ...], problems: Problems) -> No
                 problems.append(f"fast_eval_results.{key}[{name}]: {problem}")
 
 
-def check_submission(data: Any, track: str = "strict-small") -> Problems:
-    """Every problem of a parsed submission file for `track`, one line each (empty: complete and valid)."""
+def check_submission(data: Any, track: str = "strict-small", aoa_order: AoAOrder | None = None) -> Problems:
+    """Every problem of a parsed submission file for `track`, one line each (empty: complete and valid).
+
+    `aoa_order` is `official_aoa_order`'s; without it the AoA revisions are only compared with each other.
+    """
     if not isinstance(data, dict):
         return ["not a JSON object"]
     problems: Problems = []
@@ -189,17 +272,20 @@ def check_submission(data: Any, track: str = "strict-small") -> Problems:
         for task in set(rows) & set(GLUE_TASKS):
             _check_rows("glue", {task: rows[task]}, lambda row, task=task: _glue_row_problem(task, row), problems)
     if "aoa" in data:
-        _check_aoa(data["aoa"], revisions, problems)
+        _check_aoa(data["aoa"], revisions, aoa_order, problems)
     if "fast_eval_results" in data:
         _check_fast(data["fast_eval_results"], revisions, problems)
     return problems
 
 
-def check_file(path: str | os.PathLike, track: str = "strict-small") -> Problems:
-    """`check_submission` of a file; an unreadable file is one problem (the caller names the file)."""
+def check_file(
+    path: str | os.PathLike, track: str = "strict-small", suite: str | os.PathLike | None = None
+) -> Problems:
+    """`check_submission` of a file, its AoA word order against `suite`'s CDI list (default: the default suite
+    data, where it is at hand); an unreadable file is one problem (the caller names the file)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"not a readable JSON file ({exc})"]
-    return check_submission(data, track)
+    return check_submission(data, track, official_aoa_order(suite))
