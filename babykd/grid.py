@@ -254,6 +254,11 @@ class PointResult:
     def finished(self) -> bool:
         return self.status == "finished"
 
+    @property
+    def stopped(self) -> bool:
+        """Stopped by the divergence guard: resubmitted unchanged it diverges again, so it is not pending."""
+        return self.status.startswith("stopped ")
+
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
@@ -263,13 +268,10 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     """Status, dev CE and BLiMP of one point (a damaged file is warned about, never fatal)."""
     from babykd.evaluation.report import read_results
     from babykd.provenance import describe_code_versions
-    from babykd.trainer import last_complete_checkpoint
     from babykd.training import PROVENANCE_FILE, is_finished
 
     if not is_finished(run_dir):
-        checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
-        status = f"pending (checkpoint {checkpoint.rsplit('-', 1)[-1]})" if checkpoint else "pending"
-        return PointResult(point, run_dir, status)
+        return _unfinished_point(point, run_dir)
     try:
         record = json.loads((run_dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
         metrics = record.get("final_metrics") or {}
@@ -292,6 +294,19 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     return PointResult(point, run_dir, "finished", dev_ce, blimp, subset, steps, code_versions)
 
 
+def _unfinished_point(point: GridPoint, run_dir: Path) -> PointResult:
+    """A point stopped by the divergence guard (at which step, why), or pending (from which checkpoint)."""
+    from babykd.divergence import read_stop
+    from babykd.trainer import last_complete_checkpoint
+
+    stop = read_stop(run_dir)
+    if stop is not None:
+        return PointResult(point, run_dir, f"stopped at step {stop['step']}: {stop['reason']}", steps=stop["step"])
+    checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
+    status = f"pending (checkpoint {checkpoint.rsplit('-', 1)[-1]})" if checkpoint else "pending"
+    return PointResult(point, run_dir, status)
+
+
 def rank(results: Sequence[PointResult]) -> list[PointResult]:
     """Finished points with a dev CE, lowest first (a diverged NaN last); ties go to the higher BLiMP, then the name."""
     ranked = [r for r in results if r.finished and r.dev_ce is not None]
@@ -301,13 +316,14 @@ def rank(results: Sequence[PointResult]) -> list[PointResult]:
 
 
 def summary_markdown(grid: Grid, results: Sequence[PointResult], finalists: int) -> str:
-    """The ranked table, then unranked and pending points, then the finalists."""
+    """The ranked table, then unranked, stopped and pending points, then the finalists."""
     ranked = rank(results)
     ranked_ids = {r.point.index for r in ranked}
     rest = [r for r in results if r.point.index not in ranked_ids]
-    done = sum(r.finished for r in results)
+    done, stopped = sum(r.finished for r in results), sum(r.stopped for r in results)
     lines = [
-        f"# Grid {grid.source.stem}: {len(results)} points, {done} finished, {len(results) - done} pending",
+        f"# Grid {grid.source.stem}: {len(results)} points, {done} finished, "
+        + (f"{stopped} stopped, " if stopped else "") + f"{len(results) - done - stopped} pending",
         "",
         "Ranked by the student's plain cross-entropy on the dev subset (dev CE, lower is better), "
         f"ties by {BLIMP_TASK} (higher is better). The weighted training objective differs between "
@@ -335,6 +351,8 @@ def summary_markdown(grid: Grid, results: Sequence[PointResult], finalists: int)
     mixed = [r for r in results if r.code_versions]
     if mixed:
         lines += ["", "Points resumed under changed code:", *(f"- {r.point.name}: {r.code_versions}" for r in mixed)]
+    if stopped:
+        lines += ["", f"{stopped} point{'s' * (stopped > 1)} stopped (diverged): excluded from the ranking"]
     chosen = ranked[:finalists]
     lines += ["", f"Finalists (top {finalists} by dev CE): " + (", ".join(r.point.name for r in chosen) or "none yet")]
     return "\n".join(lines) + "\n"

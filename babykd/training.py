@@ -31,7 +31,7 @@ from babykd.atomic import (
 from babykd.config import ConfigError, RunConfig, derive_batch_layout
 from babykd.data.collator import FixedChunkCollator
 from babykd.data.pipeline import PreparedData, prepare_data
-from babykd.divergence import DivergenceGuard, NonFiniteError, all_finite
+from babykd.divergence import STOPPED_FILE, DivergenceGuard
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
@@ -193,6 +193,7 @@ def begin_run(config: RunConfig, run_dir: Path, plan: StartPlan) -> None:
     with an allowed config change logs it. The code that trains from here on is logged too.
     """
     (run_dir / PROVENANCE_FILE).unlink(missing_ok=True)
+    (run_dir / STOPPED_FILE).unlink(missing_ok=True)  # a diverged run tried again is no longer stopped
     if plan.checkpoint is None:
         drop_earlier_run(run_dir)
     record_config_change(run_dir, plan)
@@ -283,7 +284,8 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
     clock = TrainingClock.resumed_from(saved_state)
     words.resumed(saved_state)
     trainer.add_callback(clock)
-    trainer.add_callback(DivergenceGuard(lambda: describe_checkpoint(last_complete_checkpoint(args.output_dir))))
+    guard = DivergenceGuard(run_dir, lambda: describe_checkpoint(last_complete_checkpoint(args.output_dir)))
+    trainer.add_callback(guard)
     if trainer.is_world_process_zero():
         begin_run(config, run_dir, plan)
     if saved_state is not None and reached_max_steps(saved_state, args.max_steps):
@@ -303,8 +305,7 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
     if preemption.preempted:
         logger.warning("stopped by signal after step %d; checkpoint saved for --resume", trainer.state.global_step)
         return TrainingResult(run_dir, parameters, data.train_tokens, wall, {}, trainer.state.log_history, preempted=True)
-    if not all_finite(trainer.model.parameters()):  # diverged after the last logged loss
-        raise NonFiniteError(f"the final weights of {run_dir} hold NaN/inf: not saved, run not marked finished")
+    guard.check_final_weights(trainer.model, trainer.state)
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     if trainer.is_world_process_zero():  # one writer; provenance last, as the "finished" mark
         with write_failures_named(run_dir):

@@ -486,7 +486,7 @@ def ours_trainer(
     if "compile" in levers:
         args.torch_compile_mode = compile_mode
     teachers = [] if "cache" in levers else [copy.deepcopy(teacher) for teacher in proto.teachers]
-    real_path = [tensorboard_callback(out), PreemptionCallback(), DivergenceGuard(lambda: "benchmark run")]
+    real_path = [tensorboard_callback(out), PreemptionCallback(), DivergenceGuard(out, lambda: "benchmark run")]
     return KDTrainer(
         model=copy.deepcopy(proto.student), args=args, train_dataset=dataset, data_collator=FixedChunkCollator(),
         callbacks=[*callbacks, *real_path], teachers=teachers, distillation=config.distillation,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from babykd import REPO_ROOT
-from babykd.config import ConfigError, load_run_config
+from babykd.config import ConfigError, RunConfig, load_run_config
 from babykd.evaluation.report import write_results
 from babykd.grid import format_value, load_grid, main, rank, read_point, summary_path
 from babykd.training import PROVENANCE_FILE
@@ -168,12 +168,18 @@ def test_summary_names_the_code_versions_of_a_point_resumed_under_changed_code(t
 def tiny_grid(tiny_config, tiny_teachers, tmp_path: Path) -> tuple[Path, list[str]]:
     """A 2x2 Palenka grid on tiny models, and the `--set` list that shrinks every point."""
     reference = tiny_config(PALENKA, "grid-reference", STUDENT, *teacher_overrides(tiny_teachers), "training.lr=3e-3")
-    raw = reference.to_dict()
-    overrides = [f"{section}={yaml.safe_dump(raw[section], default_flow_style=True, width=math.inf).strip()}"
-                 for section in ("model", "data", "training", "distillation")]
-    overrides += [f"output.root={tmp_path / 'runs'}", "training.max_steps=4", "training.save_steps=2", "data.eval_chunks=8"]
+    overrides = [*sections_as_overrides(reference, "model", "data", "training", "distillation"),
+                 f"output.root={tmp_path / 'runs'}", "training.max_steps=4", "training.save_steps=2",
+                 "data.eval_chunks=8"]
     return write_grid(tmp_path / "tiny.yaml", {"distillation.weights.kl": [0.1, 0.9],
                                                "distillation.weights.hidden": [0.1, 0.9]}), overrides
+
+
+def sections_as_overrides(config: RunConfig, *sections: str) -> list[str]:
+    """`--set` strings that give every point these sections of a (tiny) config."""
+    raw = config.to_dict()
+    return [f"{section}={yaml.safe_dump(raw[section], default_flow_style=True, width=math.inf).strip()}"
+            for section in sections]
 
 
 def test_grid_points_run_skip_when_finished_resume_when_interrupted(tiny_grid, capsys, caplog) -> None:
@@ -220,3 +226,30 @@ def test_grid_points_run_skip_when_finished_resume_when_interrupted(tiny_grid, c
     assert [r.point.index for r in rank(results)] == sorted((0, 3), key=dev_ce.get)
     assert f"| {dev_ce[0]:.4f} | {math.exp(dev_ce[0]):.2f} | 0.562* | 4 | finished |" in out
     assert out.count("| pending |") == 2 and "2 finished, 2 pending" in out
+
+
+def test_summary_shows_a_point_the_divergence_guard_stopped_and_leaves_it_out_of_the_ranking(
+    tiny_config, tmp_path: Path, capsys
+) -> None:
+    """A diverged point is not "pending" (resubmitted, it diverges again): stopped, with its step and why."""
+    path = write_grid(tmp_path / "lr.yaml", {"training.lr": [0.001, 0.003, 0.01, 1e11]}, name="lr{lr}", base=LLAMA)
+    reference = tiny_config(LLAMA, "grid-lr-reference", "training.warmup_steps=0", "training.logging_steps=1",
+                            "training.max_steps=4", "training.save_steps=2")
+    overrides = [*sections_as_overrides(reference, "model", "data", "training"), f"output.root={tmp_path / 'runs'}"]
+    grid = load_grid(path, overrides)
+    for index, dev_ce in ((0, 3.3), (1, 3.1)):
+        fake_run(grid.config(index, overrides).output.run_dir, dev_ce, dev_ce + 0.5)
+    assert main(["run", str(path), "3", "--set", *overrides]) == 2  # lr 1e11: the divergence guard stops it
+    assert "the weights became NaN/inf at step 2" in capsys.readouterr().err
+
+    assert main(["summary", str(path), "--set", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert ("| – | lr100000000000 | 100000000000 | – | – | – | 2 | "
+            "stopped at step 2: the weights became NaN/inf |") in out
+    assert "| – | lr0.01 | 0.01 | – | – | – | – | pending |" in out
+    ranked = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert ranked == ["lr0.003", "lr0.001"]
+    assert "# Grid lr: 4 points, 2 finished, 1 stopped, 1 pending" in out
+    assert "\n1 point stopped (diverged): excluded from the ranking\n" in out
+    results = [read_point(p, grid.config(p.index, overrides).output.run_dir) for p in grid.points]
+    assert [r.point.index for r in rank(results)] == [1, 0]

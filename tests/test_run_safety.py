@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from babykd import REPO_ROOT
 from babykd.cli import train_main
 from babykd.config import RunConfig
-from babykd.divergence import NonFiniteError
+from babykd.divergence import NonFiniteError, read_stop
 from babykd.errors import UserError
 from babykd.evaluation.tasks import TaskDataError
 from babykd.rules import RulesError
@@ -211,22 +211,36 @@ class PoisonAtStep(TrainerCallback):
             next(model.parameters()).data.fill_(float("nan"))
 
 
-@pytest.mark.parametrize(("save_steps", "caught"), [(2, "the weights became NaN/inf at step 4"),
-                                                    (1000, "the training loss became nan at step 4")])
+class PoisonAtTrainEnd(TrainerCallback):
+    """Put a NaN into the weights after the Trainer's last check and save: only the final check sees it."""
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        next(model.parameters()).data.fill_(float("nan"))
+
+
+@pytest.mark.parametrize(("save_steps", "poison", "caught", "step", "kept"), [
+    (2, PoisonAtStep(3), "the weights became NaN/inf", 4, ["checkpoint-2"]),
+    (1000, PoisonAtStep(3), "the training loss became nan", 4, []),
+    (1000, PoisonAtTrainEnd(), "the final weights became NaN/inf", 8, ["checkpoint-8"]),
+])
 def test_non_finite_training_stops_the_run_and_keeps_the_last_good_checkpoint(
-    tiny_config, save_steps: int, caught: str
+    tiny_config, save_steps: int, poison: TrainerCallback, caught: str, step: int, kept: list[str]
 ) -> None:
-    config = tiny_config(LLAMA, f"diverged-{save_steps}", "training.max_steps=8", f"training.save_steps={save_steps}",
-                         "training.logging_steps=1")
+    config = tiny_config(LLAMA, f"diverged-{save_steps}-{step}", "training.max_steps=8",
+                         f"training.save_steps={save_steps}", "training.logging_steps=1")
+    run_dir = config.output.run_dir
     with pytest.raises(NonFiniteError) as stopped:
-        run_training(config, callbacks=[PoisonAtStep(3)])
-    checkpoints = config.output.run_dir / "checkpoints"
+        run_training(config, callbacks=[poison])
+    checkpoints = run_dir / "checkpoints"
     last = last_complete_checkpoint(checkpoints)
-    assert str(stopped.value).startswith(caught)
+    assert str(stopped.value).startswith(f"{caught} at step {step}")
     assert (f"--resume continues from {last}" if last else "no complete checkpoint yet") in str(stopped.value)
-    # no checkpoint of the poisoned weights: the newest is the last good one (step 2), complete
-    assert [p.name for p in checkpoints.glob("checkpoint-*")] == (["checkpoint-2"] if save_steps == 2 else [])
-    assert not is_finished(config.output.run_dir) and not (config.output.run_dir / "model.safetensors").exists()
+    # no checkpoint of the poisoned weights: the newest is the last good one, complete
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == kept
+    assert not is_finished(run_dir) and not (run_dir / "model.safetensors").exists()
+    assert read_stop(run_dir) == {"step": step, "reason": caught}  # what a grid summary shows of it
+    run_training(config, resume=True)  # tried again (here without the poison): no longer stopped
+    assert is_finished(run_dir) and read_stop(run_dir) is None
 
 
 def test_a_setting_added_since_the_run_started_is_no_change_on_resume(tiny_config, finished_run: Path) -> None:
