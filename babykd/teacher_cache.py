@@ -16,7 +16,7 @@ On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × K`` each): ``ids``
 :data:`LOG_PROB_FLOOR`), with
 ``meta.json`` written last. The default directory name carries a fingerprint of
 everything the targets depend on (token stream, chunking, teacher weights,
-temperature, combination, K), so changing any of them builds a new cache
+config and tokenizer, temperature, combination, K), so changing any of them builds a new cache
 instead of silently reusing a stale one.
 """
 
@@ -51,8 +51,11 @@ LOG_PROB_FLOOR = float(torch.finfo(torch.float16).min)
 #: Batch keys the cached targets travel under (the trainer reads them, the model never sees them).
 IDS_KEY = "teacher_top_ids"
 LOG_PROBS_KEY = "teacher_top_log_probs"
-#: Weight files whose size and modification time identify a teacher checkpoint.
+#: Weight files whose size and modification time identify a teacher checkpoint (hashing GBs at every start is slow).
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+#: The small files that say what the weights compute and which tokens they read: identified by their content.
+DEFINITION_PATTERNS = ("config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab*",
+                       "merges.txt", "*.model")
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,17 @@ class TeacherCache:
 
 
 def teacher_identity(path: str | Path) -> str:
-    """The resolved path plus the name, size and mtime of each weight file (hashing GBs of weights is slow)."""
+    """The resolved path, each weight file's name, size and mtime, and the content of the config and tokenizer files.
+
+    Why those files too: the same weights under another RoPE base or weight tying predict otherwise,
+    and a changed tokenizer has to pass the teachers' tokenizer check again. Their content is hashed,
+    not their mtime, so a copy or a touch that changes nothing rebuilds nothing.
+    """
     root = Path(path).resolve()
-    files = sorted(f for pattern in WEIGHT_PATTERNS for f in root.glob(pattern))
-    return str(root) + "".join(f"|{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    weights = sorted({f for pattern in WEIGHT_PATTERNS for f in root.glob(pattern)})
+    definitions = sorted({f for pattern in DEFINITION_PATTERNS for f in root.glob(pattern) if f.is_file()})
+    return "|".join([str(root), *(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in weights),
+                     *(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in definitions)])
 
 
 def cache_fingerprint(dataset: ChunkDataset, cfg: DistillationConfig) -> str:

@@ -9,13 +9,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from babykd import REPO_ROOT
 from babykd.config import ConfigError, DistillationConfig
 from babykd.data.dataset import ChunkDataset
+from babykd.data.tokenizer import train_tokenizer
 from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, sparse_kl_distillation_loss, top_k_targets
 from babykd.teacher_cache import (
-    IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, build_teacher_cache, cache_fingerprint, prepare_teacher_cache,
+    IDS_KEY, LOG_PROBS_KEY, CachedTargetsDataset, TeacherCache, build_teacher_cache, cache_fingerprint,
+    prepare_teacher_cache,
 )
 from babykd.training import load_data
 from test_step_syncs import syncs_in_one_step
@@ -193,3 +196,43 @@ def test_cache_build_in_staged_batches_writes_every_chunk_once(cached_config, tm
     assert np.array_equal(small.ids, whole.ids) and np.array_equal(small.log_probs, whole.log_probs)
     assert small.meta["top_k_mass"] == pytest.approx(whole.meta["top_k_mass"], abs=1e-6)
     assert np.asarray(small.log_probs[-1]).min() < 0  # the last, short batch was written
+
+
+@pytest.fixture
+def small_teacher(tmp_path: Path) -> tuple[Path, PreTrainedTokenizerBase]:
+    """A one-layer Llama teacher folder with its tokenizer (also the student's): built in a second, no training."""
+    tokenizer = train_tokenizer(["the cat sat on the mat .", "who did mary see ?"] * 20, vocab_size=300,
+                                min_frequency=1, show_progress=False)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=64)
+    path = tmp_path / "teacher"
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path, tokenizer
+
+
+def small_cache(teacher: Path, tokenizer: PreTrainedTokenizerBase, data_cache_dir: Path) -> TeacherCache:
+    dataset = ChunkDataset(np.arange(6 * 16) % len(tokenizer), seq_length=16)
+    cfg = DistillationConfig(teachers=[str(teacher)], teacher_cache_top_k=4)
+    return prepare_teacher_cache(cfg, dataset, tokenizer, data_cache_dir, torch.device("cpu"))
+
+
+def test_a_teachers_edited_config_or_tokenizer_is_another_teacher(small_teacher, tmp_path: Path) -> None:
+    """Its weights untouched, a teacher with another RoPE base predicts otherwise: the old cache was reused."""
+    teacher, tokenizer = small_teacher
+    first = small_cache(teacher, tokenizer, tmp_path / "cache")
+    config_file = teacher / "config.json"
+    config_file.touch()  # the same content, a new mtime: the same teacher
+    assert small_cache(teacher, tokenizer, tmp_path / "cache").directory == first.directory
+
+    config = json.loads(config_file.read_text())
+    config["rope_parameters"]["rope_theta"] = 10.0
+    config_file.write_text(json.dumps(config))
+    edited = small_cache(teacher, tokenizer, tmp_path / "cache")
+    assert edited.built and edited.meta["fingerprint"] != first.meta["fingerprint"]
+    assert not np.array_equal(edited.log_probs, first.log_probs)  # the edit does change the targets
+
+    tokenizer_file = teacher / "tokenizer_config.json"
+    tokenizer_file.write_text(tokenizer_file.read_text().replace("}", ', "model_max_length": 16}', 1))
+    assert small_cache(teacher, tokenizer, tmp_path / "cache").meta["fingerprint"] != edited.meta["fingerprint"]
