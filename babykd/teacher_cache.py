@@ -103,20 +103,36 @@ def default_cache_dir(data_cache_dir: Path, fingerprint: str) -> Path:
 
 
 def load_teacher_cache(directory: Path, fingerprint: str) -> TeacherCache | None:
-    """The cache in `directory` if it is complete and has this fingerprint; None (and why, logged) otherwise."""
+    """The cache in `directory` if it is complete and has this fingerprint; None (and why, logged) otherwise.
+
+    A damaged file (a copy or a disk that lost its tail) is named in one warning and the cache rebuilt:
+    its targets cost one pass of the teachers, never a failed run.
+    """
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        shape = tuple(meta["shape"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return _damaged(meta_path, error)
     if meta.get("fingerprint") != fingerprint:
         logger.warning("%s holds targets of other teachers, data or settings: rebuilding", directory)
         return None
-    ids = np.load(directory / "ids.npy", mmap_mode="r")
-    log_probs = np.load(directory / "log_probs.npy", mmap_mode="r")
-    if ids.shape != tuple(meta["shape"]) or log_probs.shape != tuple(meta["shape"]):
-        logger.warning("%s: arrays do not match meta.json (%s): rebuilding", directory, meta["shape"])
-        return None
-    return TeacherCache(directory, ids, log_probs, meta, built=False)
+    arrays = []
+    for path in (directory / "ids.npy", directory / "log_probs.npy"):
+        try:
+            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
+        except (OSError, ValueError, EOFError) as error:
+            return _damaged(path, error)
+        if arrays[-1].shape != shape:
+            logger.warning("%s: shape %s, meta.json says %s: rebuilding", path, arrays[-1].shape, shape)
+            return None
+    return TeacherCache(directory, *arrays, meta, built=False)
+
+
+def _damaged(path: Path, error: Exception) -> None:
+    logger.warning("%s: damaged teacher cache file (%s): rebuilding", path, " ".join(str(error).split()))
 
 
 @torch.inference_mode()

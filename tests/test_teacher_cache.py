@@ -236,3 +236,20 @@ def test_a_teachers_edited_config_or_tokenizer_is_another_teacher(small_teacher,
     tokenizer_file = teacher / "tokenizer_config.json"
     tokenizer_file.write_text(tokenizer_file.read_text().replace("}", ', "model_max_length": 16}', 1))
     assert small_cache(teacher, tokenizer, tmp_path / "cache").meta["fingerprint"] != edited.meta["fingerprint"]
+
+
+@pytest.mark.parametrize("damaged", ["ids.npy", "log_probs.npy", "meta.json"])
+def test_a_damaged_cache_file_is_named_in_one_line_and_the_cache_rebuilt(
+    small_teacher, tmp_path: Path, caplog: pytest.LogCaptureFixture, damaged: str
+) -> None:
+    teacher, tokenizer = small_teacher
+    first = small_cache(teacher, tokenizer, tmp_path / "cache")
+    expected, path = np.array(first.log_probs), first.directory / damaged
+    del first  # its memory maps: reading a truncated mapped file is a crash, not an error
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy or a disk that lost its tail
+
+    with caplog.at_level("WARNING", logger="babykd.teacher_cache"):
+        rebuilt = small_cache(teacher, tokenizer, tmp_path / "cache")
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0], warnings
+    assert rebuilt.built and np.array_equal(rebuilt.log_probs, expected)
