@@ -41,6 +41,7 @@ from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_te
 from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_run_config, read_yaml
 from babykd.errors import EvaluationError
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
+from babykd.evaluation.suite_tasks import REGISTRY
 from babykd.provenance import file_sha256, provenance
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,6 @@ COMPARISONS = (
     ("auxiliary classifiers vs logit KD", "AuxDSKD-Llama-58M-strict", "BabyLlama1-58M-strict"),
 )
 
-
-#: Tasks where each item is a choice between two candidates, so chance is 0.5.
-PAIR_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
-#: Tasks scored as a Spearman correlation with human judgements, so knowing nothing is 0.
-CORRELATION_TASKS = ("wug_adj_nominalization", "wug_past_tense")
 
 
 @dataclass
@@ -529,13 +525,12 @@ def baselines(rows: Sequence[ModelRow], unigram_ce: float, columns: Sequence[str
              f"chunks: {DEV_CE} {unigram_ce:.3f}. "
              + (f"Not below it: {', '.join(above)}." if above else "Every model is below it.")]
     for column in columns:
-        task = column.removesuffix("_fast")
-        if task in PAIR_TASKS:
-            floor, meaning = 0.5, "chance is 0.5 (two candidates per item)"
-        elif task in CORRELATION_TASKS:
-            floor, meaning = 0.0, "no relation to the human judgements is ρ = 0"
-        else:
+        spec = REGISTRY.get(column.removesuffix("_fast"))
+        if spec is None or spec.chance is None:
             continue
+        floor = spec.chance
+        meaning = ("no relation to the human judgements is ρ = 0" if spec.scoring == "correlation"
+                   else f"chance is {floor} (two candidates per item)")
         at_floor = [row.label for row in rows if not row.mean(column) > floor]
         verdict = f"mean at or below it: {', '.join(at_floor)}." if at_floor else "every model's mean is above it."
         lines.append(f"- {column}: {meaning}; {verdict}")

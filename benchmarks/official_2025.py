@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from babykd.evaluation.store import predictions_path, unstamped
-from babykd.evaluation.suite import FOLDERS, SUBMISSION_KEYS, Source, result_name
+from babykd.evaluation.suite import SUBMISSION_KEYS, Source, result_name
+from babykd.evaluation.suite_tasks import REGISTRY
 from babykd.evaluation.tasks import subsample
 
 #: Sentence tasks of the official `sentence_zero_shot.run` (its --task names; the supplement is "blimp").
 OFFICIAL_TASK = {task: ("blimp" if key == "blimp_supplement" else key) for task, key in SUBMISSION_KEYS.items()
-                 if task in FOLDERS and task != "comps"}
+                 if REGISTRY[task].decode is not None and task != "comps"}
 #: Reading rows kept per item of --max-items-per-subtask (reading has no subtasks).
 READING_ROWS_PER_ITEM = 20
 AIOHTTP_STUB = "class ClientTimeout:\n    def __init__(self, **kwargs):\n        pass\n"
@@ -69,7 +70,7 @@ def write_suite(source: Source, tasks: Sequence[str], root: Path, limit: int | N
             path.write_text(buffer.getvalue(), encoding="utf-8")
             counts[task] = len(kept)
             continue
-        folder = root / FOLDERS[task][1 if source.fast else 0]
+        folder = root / REGISTRY[task].folder(source.fast)
         folder.mkdir(parents=True, exist_ok=True)
         counts[task] = 0
         for where, data in source.folder(task):
@@ -168,7 +169,7 @@ def run_against_official(
 
     runs, failed, official_total = [], [], 0.0
     for task in tasks:
-        data = suite / (reading_path(source.fast) if task == "reading" else FOLDERS[task][1 if source.fast else 0])
+        data = suite / (reading_path(source.fast) if task == "reading" else REGISTRY[task].folder(source.fast))
         out = work / "official"
         try:
             command = official_command(task, model, data, out)

@@ -31,6 +31,8 @@ from babykd.atomic import atomic_write_json
 from babykd.evaluation import store
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.report import weights_fingerprint
+from babykd.evaluation.suite import result_name
+from babykd.evaluation.suite_tasks import REGISTRY
 from babykd.rules import TRACKS, revision_name
 
 BACKEND = "causal"
@@ -41,19 +43,12 @@ def track_revisions(track: str) -> tuple[str, ...]:
     return tuple(map(revision_name, TRACKS[track].checkpoint_words))
 
 
-#: Keys of the final model's predictions in the submission file (strict / strict-small tracks).
-FULL_KEYS: tuple[str, ...] = (
-    "blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj", "wug_past", "comps", "reading", "aoa", "glue",
-)
+#: Keys of the final model's predictions in the submission file (strict / strict-small tracks), in its order:
+#: the zero-shot tasks' (the registry's), then the two families of their own.
+FULL_KEYS: tuple[str, ...] = (*(t.submission_key for t in REGISTRY.values() if t.submission_key), "aoa", "glue")
 #: Keys of ``fast_eval_results``: our fast result name -> submission key.
 FAST_KEYS: dict[str, str] = {
-    "blimp_filtered_fast": "blimp",
-    "blimp_supplement_fast": "blimp_supplement",
-    "ewok_filtered_fast": "ewok",
-    "entity_tracking_fast": "entity_tracking",
-    "wug_adj_nominalization_fast": "wug_adj",
-    "wug_past_tense_fast": "wug_past",
-    "reading_fast": "reading",
+    result_name(t.name, fast=True): t.submission_key for t in REGISTRY.values() if t.submission_key and t.fast_folder
 }
 SUBMISSION_FILE = f"all_full_preds_and_fast_scores_{BACKEND}.json"
 

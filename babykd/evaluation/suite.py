@@ -28,28 +28,18 @@ import torch
 from babykd.evaluation import ranking, reading
 from babykd.evaluation.scorer import split_sizes
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.evaluation.suite_tasks import REGISTRY, stem
 from babykd.evaluation.tasks import TaskDataError, default_data_dir, flat_folder_hint, parse_json_object, subsample
 from babykd.models import SUITE_LONGEST_INPUT, position_limit
 
-#: Our task name -> the key of the official submission file (collate_preds.py).
-SUBMISSION_KEYS: dict[str, str] = {
-    "blimp_filtered": "blimp",
-    "blimp_supplement": "blimp_supplement",
-    "ewok_filtered": "ewok",
-    "entity_tracking": "entity_tracking",
-    "wug_adj_nominalization": "wug_adj",
-    "wug_past_tense": "wug_past",
-    "reading": "reading",
-    "comps": "comps",
-}
+#: Our task name -> the key of the official submission file (collate_preds.py); all derived from the registry.
+SUBMISSION_KEYS: dict[str, str] = {t.name: t.submission_key for t in REGISTRY.values() if t.submission_key}
 #: The official pipeline's task names (its README's commands) -> ours, accepted by ``--tasks``.
-OFFICIAL_TASK_NAMES: dict[str, str] = {
-    **{key: task for task, key in SUBMISSION_KEYS.items() if key != task}, "supplement": "blimp_supplement",
-}
+OFFICIAL_TASK_NAMES: dict[str, str] = {alias: t.name for t in REGISTRY.values() for alias in t.aliases}
 #: The zero-shot tasks of the 2025 suite, in the leaderboard's column order.
-SUITE_TASKS: tuple[str, ...] = tuple(SUBMISSION_KEYS)
+SUITE_TASKS: tuple[str, ...] = tuple(REGISTRY)
 #: Tasks the pipeline has no fast variant of.
-FULL_ONLY: frozenset[str] = frozenset({"comps"})
+FULL_ONLY: frozenset[str] = frozenset(t.name for t in REGISTRY.values() if t.fast_folder is None)
 #: Entity-tracking splits, as the pipeline averages them.
 ENTITY_SPLITS: tuple[str, ...] = ("regular", "ambiref", "move_contents")
 
@@ -66,15 +56,16 @@ class Source:
 
     def folder(self, task: str) -> list[tuple[str, bytes]]:
         """(description, bytes) of every .jsonl file of `task` (a name or a user's folder), sorted by name."""
-        if task not in FOLDERS:
+        if task not in REGISTRY:
             files = sorted(Path(task).glob("*.jsonl"))
             if not files:
                 raise MissingEvalData(f"task {task!r}: no *.jsonl files in {task}")
             return [(str(f), f.read_bytes()) for f in files]
-        rel = FOLDERS[task][1 if self.fast else 0]
-        if not self.fast and task in LEGACY_FOLDERS:
+        spec = REGISTRY[task]
+        rel = spec.folder(self.fast)
+        if not self.fast and spec.legacy_folder is not None:
             root = self.data_dir or default_data_dir()
-            folder = root / LEGACY_FOLDERS[task]
+            folder = root / spec.legacy_folder
             files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
             if files:
                 return [(str(f), f.read_bytes()) for f in files]
@@ -90,31 +81,13 @@ class Source:
 
     def reading_csv(self) -> tuple[str, bytes]:
         suite = self.require_suite()
-        rel = f"{'fast' if self.fast else 'full'}_eval/reading/reading_data.csv"
+        rel = f"{REGISTRY['reading'].folder(self.fast)}/reading_data.csv"
         return suite.describe(rel), suite.read_bytes(rel)
 
     def require_suite(self) -> SuiteData:
         if self.suite is None:
             raise MissingEvalData(self.suite_error or "no BabyLM 2025 evaluation data given (pass --suite-data)")
         return self.suite
-
-
-#: Task -> (full folder, fast folder) inside the 2025 suite.
-FOLDERS: dict[str, tuple[str, str]] = {
-    "blimp_filtered": ("full_eval/blimp_filtered", "fast_eval/blimp_fast"),
-    "blimp_supplement": ("full_eval/supplement_filtered", "fast_eval/supplement_fast"),
-    "ewok_filtered": ("full_eval/ewok_filtered", "fast_eval/ewok_fast"),
-    "entity_tracking": ("full_eval/entity_tracking", "fast_eval/entity_tracking_fast"),
-    "wug_adj_nominalization": ("full_eval/wug_adj_nominalization", "fast_eval/wug_adj_nominalization"),
-    "wug_past_tense": ("full_eval/wug_past_tense", "fast_eval/wug_past_tense"),
-    "comps": ("full_eval/comps", "full_eval/comps"),
-}
-#: Full sets read from the 2024-layout folder (`--data-dir`) rather than the zip.
-LEGACY_FOLDERS: dict[str, str] = {
-    "blimp_filtered": "blimp_filtered",
-    "blimp_supplement": "supplement_filtered",
-    "ewok_filtered": "ewok_filtered",
-}
 
 
 def _records(where: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -128,35 +101,11 @@ def _records(where: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _stem(where: str) -> str:
-    return Path(where.rsplit(":", 1)[-1]).stem
-
-
 def _decode(task: str, where: str, record: dict[str, Any]) -> ranking.Candidates:
-    """One record -> Candidates, by the pipeline's per-task reader (read_files.py)."""
-    if task not in FOLDERS:  # a user's folder: BLiMP-style pairs or EWoK-style items
+    """One record -> Candidates, by the task's reader (the pipeline's read_files.py)."""
+    if task not in REGISTRY:  # a user's folder: BLiMP-style pairs or EWoK-style items
         task = "blimp_filtered" if "sentence_good" in record else "ewok_filtered"
-    if task in ("blimp_filtered", "blimp_supplement"):
-        good, bad = record["sentence_good"], record["sentence_bad"]
-        uid = record["UID"] if "field" in record else _stem(where)
-        return ranking.Candidates(uid, (good, bad), (good, bad))
-    if task == "ewok_filtered":  # UID: the Domain (the official files have one per file, named so)
-        context, targets = record["Context1"], (record["Target1"], record["Target2"])
-        return ranking.Candidates(
-            record.get("Domain", _stem(where)), tuple(f"{context} {t}" for t in targets), tuple(f" {t}" for t in targets)
-        )
-    if task == "entity_tracking":
-        prefix, options = record["input_prefix"], tuple(record["options"])
-        return ranking.Candidates(
-            f"{_stem(where)}_{record['numops']}_ops", tuple(prefix + o for o in options), options
-        )
-    if task == "comps":
-        phrase = record["property_phrase"]
-        sentences = (f"{record['prefix_acceptable']} {phrase}", f"{record['prefix_unacceptable']} {phrase}")
-        return ranking.Candidates(_stem(where), sentences, (phrase, phrase))
-    sentences = tuple(record["sentences"].split("\t"))  # the two WUG tasks
-    uid = "wug_adj" if task == "wug_adj_nominalization" else "wug_past"
-    return ranking.Candidates(uid, sentences, sentences, {"ratio": float(record["ratio"])})
+    return REGISTRY[task].decode(where, record)
 
 
 def load_candidates(task: str, source: Source, max_items_per_subtask: int | None = None) -> tuple[list[ranking.Candidates], str]:
@@ -186,13 +135,13 @@ def _files_digest(files: Sequence[tuple[str, bytes]]) -> str:
     """The sha256 a ranking task's entry records for its files (whatever subset of their items was scored)."""
     digest = hashlib.sha256()
     for where, data in files:
-        digest.update(_stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
+        digest.update(stem(where).encode() + b"\0" + hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 
 def task_data_sha256(task: str, source: Source) -> str:
     """The data fingerprint `score_task` records for `task`, without scoring it (the results store compares them)."""
-    if task == "reading":
+    if task in REGISTRY and REGISTRY[task].scoring == "reading":
         return hashlib.sha256(source.reading_csv()[1]).hexdigest()
     return _files_digest(source.folder(task))
 
@@ -251,7 +200,8 @@ def score_task(
     """(results entry, official predictions.json content) of one 2025 task."""
     if source.fast and task in FULL_ONLY:
         raise MissingEvalData(f"task {task!r} has no fast variant in the 2025 pipeline")
-    if task == "reading":
+    scoring = REGISTRY[task].scoring if task in REGISTRY else "accuracy"
+    if scoring == "reading":
         where, data = source.reading_csv()
         rows = reading.parse_reading_csv(data, where)
         pred, prev_pred = reading.score_reading(model, tokenizer, rows, **kwargs)
@@ -262,7 +212,7 @@ def score_task(
     check_positions(model, tokenizer, located)
     items = [item for _, item in located]
     scores = ranking.score_candidates(model, tokenizer, items, **kwargs)
-    if task in ("wug_adj_nominalization", "wug_past_tense"):
+    if scoring == "correlation":
         rho, prefs = ranking.wug_correlation(items, scores)
         entry: dict[str, Any] = {"metric": "spearman", "score": rho, "subtasks": {items[0].uid: {"spearman": rho, "n": len(items)}}}
         preds = ranking.predictions(items, ranking.choices(scores), prefs)
@@ -274,7 +224,7 @@ def score_task(
 
 def result_name(task: str, fast: bool) -> str:
     """The results.json key (a user folder's name); fast scores are never mixed up with full ones."""
-    name = task if task in FOLDERS or task == "reading" else Path(task).resolve().name
+    name = task if task in REGISTRY else Path(task).resolve().name
     return f"{name}_fast" if fast else name
 
 

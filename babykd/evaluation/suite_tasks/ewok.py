@@ -1,0 +1,21 @@
+"""EWoK (filtered): two targets after one context; only the target's tokens are scored."""
+
+from typing import Any
+
+from babykd.evaluation import ranking
+from babykd.evaluation.suite_tasks import SuiteTask, stem
+
+
+def decode_context_pair(where: str, record: dict[str, Any]) -> ranking.Candidates:
+    """UID: the Domain (the official files have one per file, named so)."""
+    context, targets = record["Context1"], (record["Target1"], record["Target2"])
+    return ranking.Candidates(
+        record.get("Domain", stem(where)), tuple(f"{context} {t}" for t in targets), tuple(f" {t}" for t in targets)
+    )
+
+
+TASK = SuiteTask(
+    name="ewok_filtered", column=2, full_folder="full_eval/ewok_filtered", fast_folder="fast_eval/ewok_fast",
+    scoring="accuracy", decode=decode_context_pair, submission_key="ewok", legacy_folder="ewok_filtered",
+    aliases=("ewok",), chance=0.5,
+)

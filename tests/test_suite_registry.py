@@ -1,0 +1,67 @@
+"""The 2025 task registry: a new zero-shot task is one new file in babykd/evaluation/suite_tasks/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from babykd import REPO_ROOT
+from babykd.evaluation import suite, submission
+from babykd.evaluation.suite_tasks import REGISTRY
+from test_finetune import tiny_tokenizer
+
+TOY_TASK = '''"""A toy task: which of two words follows "the"."""
+
+from babykd.evaluation import ranking
+from babykd.evaluation.suite_tasks import SuiteTask
+
+
+def decode(where, record):
+    return ranking.Candidates("toy", (f"the {record['good']}", f"the {record['bad']}"), (record["good"], record["bad"]))
+
+
+TASK = SuiteTask(name="toy_pairs", column=50, full_folder="full_eval/toy_pairs", fast_folder=None,
+                 scoring="accuracy", decode=decode, chance=0.5)
+'''
+
+
+def test_every_table_is_derived_from_the_registry():
+    assert suite.SUITE_TASKS == tuple(REGISTRY)
+    assert submission.FULL_KEYS[:-2] == tuple(suite.SUBMISSION_KEYS.values())
+    assert set(submission.FAST_KEYS) == {f"{t}_fast" for t in REGISTRY if t not in suite.FULL_ONLY}
+
+
+@pytest.fixture()
+def toy_task_file():
+    """The one new file; removed afterwards so the package is as it was."""
+    path = REPO_ROOT / "babykd" / "evaluation" / "suite_tasks" / "toy_pairs.py"
+    assert not path.exists()
+    path.write_text(TOY_TASK, encoding="utf-8")
+    yield path
+    path.unlink()
+
+
+def test_a_new_task_is_one_file_scored_by_the_evaluate_command(toy_task_file, tmp_path):
+    data = tmp_path / "suite" / "full_eval" / "toy_pairs"
+    data.mkdir(parents=True)
+    (data / "toy.jsonl").write_text("".join(json.dumps({"good": g, "bad": b}) + "\n"
+                                            for g, b in [("cat", "the"), ("dog", "a"), ("hat", "of")]))
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=64)).save_pretrained(model)
+    tiny_tokenizer(bos=False).save_pretrained(model)
+    run = subprocess.run([sys.executable, "-m", "babykd.evaluate", str(model), "--tasks", "toy_pairs",
+                          "--suite-data", str(tmp_path / "suite"), "--no-progress", "--device", "cpu"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    entry = json.loads((model / "eval" / "results.json").read_text())["tasks"]["toy_pairs"]
+    assert entry["n_items"] == 3 and 0 <= entry["score"] <= 1 and entry["setup"]["official"]
+    report = subprocess.run([sys.executable, "-m", "babykd.evaluation.report", str(model / "eval")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0 and "toy_pairs" in report.stdout, report.stderr
