@@ -46,7 +46,7 @@ from babykd.evaluation.submission_check import check_file
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, make_source, result_name, task_data_sha256
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
 from babykd.evaluation.tasks import TaskDataError
-from babykd.rules import REVISIONS_DIR, TRACKS, revision_name, revision_words
+from babykd.rules import FINAL_REVISION, REVISIONS_DIR, TRACKS, is_revision_name, revision_words
 
 STAGES = ("fast", "full", "aoa", "glue", "collate")
 
@@ -93,17 +93,10 @@ def revisions_of(run_dir: Path) -> list[str]:
         return []
     names, stray = [], []
     for path in sorted(folder.iterdir()):
-        (names if path.is_dir() and _is_revision(path.name) else stray).append(path.name)
+        (names if path.is_dir() and is_revision_name(path.name) and path.name != FINAL_REVISION else stray).append(path.name)
     if stray:
         _warn_stray(folder, tuple(stray))
     return sorted(names, key=revision_words)
-
-
-def _is_revision(name: str) -> bool:
-    try:
-        return revision_name(revision_words(name)) == name
-    except ValueError:
-        return False
 
 
 @functools.lru_cache(maxsize=None)
@@ -245,7 +238,7 @@ def collate_and_report(args: argparse.Namespace, notes: Sequence[str]) -> Path:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         path = Path(shutil.copy2(path, args.out / path.name))
-    problems = check_file(path, args.track)
+    problems = check_file(path, args.track, suite=args.suite_data)
     parts = (*FULL_KEYS, "fast_eval_results")
     complete = [p for p in parts if not any(line.startswith((f"{p}:", f"{p}.", f"{p}[")) for line in problems)]
     print(f"submission file: {path}")

@@ -34,9 +34,9 @@ from typing import Any, Iterator, Mapping
 
 from babykd.atomic import atomic_write_json
 from babykd.evaluation.report import read_results, weights_fingerprint
-from babykd.rules import REVISIONS_DIR, revision_words
+from babykd.rules import FINAL_REVISION, REVISIONS_DIR, revision_words
 
-FINAL = "main"  # the final model's "revision" in the predictions layout (the hub's default branch)
+FINAL = FINAL_REVISION  # the final model's "revision" in the predictions layout (the hub's default branch)
 RESULTS_FILE = "results.json"
 
 
