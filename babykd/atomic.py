@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from babykd.errors import DiskFullError
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,9 +50,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if error.errno in DiskFullError.CAUSES:  # the one error a user fixes at once: their commands say it in a line
+            raise DiskFullError(error.errno, error.strerror, str(path)) from error
         if error.filename is not None:
             raise
-        # write() and fsync() failures (ENOSPC, EDQUOT, EIO) carry no file name: say which write failed.
+        # write() and fsync() failures (EIO, EFBIG) carry no file name: say which write failed.
         raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

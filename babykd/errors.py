@@ -7,6 +7,8 @@ corpora and tokenizers, a run folder in use and a diverged run are of this kind;
 programming errors are not, and keep their traceback.
 """
 
+import errno
+
 
 class UserError(Exception):
     """A problem with the input or the environment; the message alone says what and where."""
@@ -19,3 +21,18 @@ class EvaluationError(UserError):
     `babykd.evaluation.finetune.run`) that other modules call in-process; only their command lines
     turn it into an exit status.
     """
+
+
+class DiskFullError(UserError, OSError):
+    """A file could not be written for want of space or quota; nothing half-written is left, an older version stays.
+
+    Why its own type: "[Errno 28] No space left on device" from a write names no file, and as a plain
+    OSError it went through the evaluation commands as a traceback; as a UserError it is their one line.
+    """
+
+    #: The errnos of a full disk and what each means to the user.
+    CAUSES = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+
+    def __str__(self) -> str:
+        return (f"{self.filename}: not written, {self.CAUSES[self.errno]} ({errno.errorcode[self.errno]}); "
+                "free space there and run the same command again (what was written before is kept)")

@@ -41,7 +41,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.cli import library_progress_bars
 from babykd.evaluation import submission
-from babykd.errors import EvaluationError
+from babykd.errors import EvaluationError, UserError
 from babykd.evaluation import store
 from babykd.evaluation.report import summary_line, weights_fingerprint, write_results
 from babykd.evaluation.scorer import DTYPES, evaluate_model
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         return run(args)
-    except EvaluationError as exc:
+    except UserError as exc:  # an EvaluationError, or a full disk (DiskFullError)
         if args.debug:
             traceback.print_exc()
         raise SystemExit(f"error: {exc}") from None

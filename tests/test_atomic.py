@@ -8,12 +8,15 @@ import os
 import resource
 import signal
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import pytest
+from transformers import PreTrainedTokenizerBase
 
-from babykd import atomic
+from babykd import atomic, evaluate
 from babykd.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, remove_leftovers
+from babykd.errors import UserError
+from test_evaluation_cli import data_dir, save_model, tokenizer  # noqa: F401  (fixtures: a tiny model and its data)
 
 
 def test_failed_directory_write_leaves_no_trace(tmp_path: Path) -> None:
@@ -80,3 +83,63 @@ def test_leftovers_of_interrupted_writes_are_removed(tmp_path: Path) -> None:
         path.write_bytes(b"")
     assert len(remove_leftovers(tmp_path)) == 2
     assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
+class FullDisk:
+    """An open file on a disk with room for half of what is written: the write then fails as the kernel's does."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def __enter__(self) -> "FullDisk":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.handle.close()
+
+    def write(self, data: bytes) -> int:
+        self.handle.write(data[: len(data) // 2])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def fill_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every atomic write from now on runs out of space half-way."""
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+
+
+def test_a_full_disk_is_one_clear_error_and_keeps_the_file_written_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "eval" / "results.json"
+    path.parent.mkdir()
+    path.write_text('{"score": 0.5}\n')
+    fill_the_disk(monkeypatch)
+    with pytest.raises(UserError) as error:
+        atomic_write_json(path, {"score": 0.75, "tasks": list(range(100))})
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and "disk is full" in message and "ENOSPC" in message, message
+    assert "\n" not in message and isinstance(error.value, OSError) and error.value.errno == errno.ENOSPC
+    assert path.read_text() == '{"score": 0.5}\n'
+    assert os.listdir(path.parent) == ["results.json"]  # the half-written temporary file is gone
+
+
+def test_a_full_disk_ends_the_evaluation_command_with_one_line(  # noqa: F811
+    tmp_path: Path, tokenizer: PreTrainedTokenizerBase, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = save_model(tmp_path / "model", tokenizer, seed=0)
+    argv = [str(model), "--tasks", "blimp_filtered", "--data-dir", str(data_dir), "--no-progress", "--device", "cpu"]
+    evaluate.main(argv)
+    written = {path: path.read_bytes() for path in (model / "eval").rglob("*") if path.is_file()}
+    assert model / "eval" / "results.json" in written
+    fill_the_disk(monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(argv)
+    message = str(exit_.value)
+    assert message.startswith("error: ") and "disk is full" in message and "\n" not in message, message
+    assert any(message.startswith(f"error: {path}: ") for path in written), message  # the file it was writing
+    assert "Traceback" not in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in (model / "eval").rglob("*") if path.is_file()} == written

@@ -61,7 +61,7 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from babykd.cli import library_progress_bars
-from babykd.errors import EvaluationError
+from babykd.errors import EvaluationError, UserError
 from babykd.evaluation import store
 from babykd.evaluation.family_results import refresh_submission, save_family_results
 from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The command line: parse, run, and the one place an `EvaluationError` becomes an exit status."""
     try:
         return run(parse_args(argv))
-    except EvaluationError as exc:
+    except UserError as exc:  # an EvaluationError, or a full disk (DiskFullError)
         raise SystemExit(f"error: {exc}") from None
 
 
