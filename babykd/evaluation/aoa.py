@@ -58,7 +58,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd.atomic import atomic_write_json
 from babykd.cli import library_progress_bars
-from babykd.errors import EvaluationError
+from babykd.errors import EvaluationError, UserError
 from babykd.evaluation import store, submission
 from babykd.evaluation.aoa_fit import curve_fitness
 from babykd.evaluation.family_results import refresh_submission, save_family_results
@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The command line: parse, run, and the one place an `EvaluationError` becomes an exit status."""
     try:
         return run(parse_args(argv))
-    except EvaluationError as exc:
+    except UserError as exc:  # EvaluationError, or a full disk (DiskFullError)
         raise SystemExit(f"error: {exc}") from None
 
 
