@@ -79,9 +79,10 @@ def suite_digests(args: argparse.Namespace, fast: bool) -> tuple[dict[str, str],
 
 def _suite_done(path: Path, model_dir: Path, fast: bool, dtype: str, digests: dict[str, str]) -> bool:
     """Every zero-shot task with data here scored on all its items with `dtype`, for these weights and data."""
-    weights = weights_fingerprint(model_dir)
-    return path.is_file() and all(
-        store.entry_done(path, result_name(task, fast), weights, store.suite_setup(fast, dtype, None, sha))
+    record, weights = store.read_record(path), weights_fingerprint(model_dir)
+    return record is not None and all(
+        store.belongs(record["tasks"].get(result_name(task, fast)), weights,
+                      store.suite_setup(fast, dtype, None, sha))
         for task, sha in digests.items()
     )
 

@@ -179,6 +179,8 @@ def describe_setup(setup: Mapping[str, Any]) -> str:
 def official_fast_tasks(run_dir: str | os.PathLike, revision: str) -> tuple[dict[str, Any], list[str]]:
     """(a revision's fast entries that may go into a submission, one warning line per refused file or entry)."""
     path = results_path(run_dir, revision)
+    if not path.is_file():  # not scored yet: missing, not refused
+        return {}, []
     try:
         record = read_results(path)
     except ValueError as exc:

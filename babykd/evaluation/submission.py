@@ -62,20 +62,19 @@ def fast_metrics(entry: dict[str, Any]) -> Any:
     return {uid: sub["acc"] for uid, sub in entry["subtasks"].items()}
 
 
-def final_part(run_dir: Path, eval_folder: Path, key: str, track: str) -> Any:
+def final_part(eval_folder: Path, key: str, weights: dict[str, str | None]) -> Any:
     """The submission part `key` of the final model, read through the store (which refuses other weights' files).
 
-    AoA belongs to the track's revisions' weights, GLUE is one stamped file per task; the rest to the final model.
+    `weights`: "model" -> the final model's weights_sha256, "aoa" -> the track's revisions' (what AoA belongs to),
+    computed once per collate (each is a hash of whole weight files). GLUE is one stamped file per task.
     """
-    if key == "aoa":
-        return store.read_predictions(eval_folder, None, key, store.revisions_sha256(run_dir, track_revisions(track)))
-    weights = weights_fingerprint(run_dir)
+    owner = weights["aoa"] if key == "aoa" else weights["model"]
     if key != "glue":
-        return store.read_predictions(eval_folder, None, key, weights)
+        return store.read_predictions(eval_folder, None, key, owner)
     glue = {}
     for task in GLUE_TASKS:
         with contextlib.suppress(FileNotFoundError):  # a task not fine-tuned yet: the checker names it
-            glue[task] = store.read_predictions(eval_folder, None, f"glue/{task}", weights)
+            glue[task] = store.read_predictions(eval_folder, None, f"glue/{task}", owner)
     if not glue:
         raise FileNotFoundError(store.predictions_path(eval_folder, None, "glue/<task>"))
     return dict(sorted(glue.items()))  # the order the official collate step merges the tasks in
@@ -96,9 +95,10 @@ def collate_submission(
     eval_folder = Path(eval_folder) if eval_folder is not None else store.eval_dir(run_dir)
     out: dict[str, Any] = {}
     missing, refused = [], []
+    weights = {"model": weights_fingerprint(run_dir), "aoa": store.revisions_sha256(run_dir, track_revisions(track))}
     for key in FULL_KEYS:
         try:
-            out[key] = final_part(run_dir, eval_folder, key, track)
+            out[key] = final_part(eval_folder, key, weights)
         except FileNotFoundError:
             missing.append(f"{key} (final model: {store.predictions_path(eval_folder, None, key)})")
         except store.NotForSubmission as exc:
@@ -106,8 +106,7 @@ def collate_submission(
             missing.append(f"{key} (final model: refused, see above)")
     fast: dict[str, list[Any]] = {key: [] for key in FAST_KEYS.values()}
     for revision in track_revisions(track):
-        tasks, why = store.official_fast_tasks(run_dir, revision) if store.results_path(
-            run_dir, revision).is_file() else ({}, [])
+        tasks, why = store.official_fast_tasks(run_dir, revision)
         refused.extend(why)
         for name, key in FAST_KEYS.items():
             if name in tasks:
