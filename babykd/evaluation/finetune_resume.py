@@ -27,7 +27,7 @@ import random
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -116,23 +116,22 @@ def _restore(state: dict[str, Any], training: dict[str, Any]) -> None:
 
 def _tensors_for_arrays(data: Any) -> Any:
     """`data` with each numpy array as a tensor (a weights-only load refuses arrays); `progress` holds no tensors."""
-    if isinstance(data, np.ndarray):
-        return torch.from_numpy(data)
-    if isinstance(data, dict):
-        return {name: _tensors_for_arrays(value) for name, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return type(data)(map(_tensors_for_arrays, data))
-    return data
+    return _convert_leaves(data, np.ndarray, torch.from_numpy)
 
 
 def _arrays_for_tensors(data: Any) -> Any:
     """The inverse of `_tensors_for_arrays`."""
-    if isinstance(data, torch.Tensor):
-        return data.numpy()
+    return _convert_leaves(data, torch.Tensor, lambda tensor: tensor.numpy())
+
+
+def _convert_leaves(data: Any, leaf: type, convert: Callable[[Any], Any]) -> Any:
+    """`data` (nested dicts, lists, tuples) with every `leaf`-typed value converted, the structure kept."""
+    if isinstance(data, leaf):
+        return convert(data)
     if isinstance(data, dict):
-        return {name: _arrays_for_tensors(value) for name, value in data.items()}
+        return {name: _convert_leaves(value, leaf, convert) for name, value in data.items()}
     if isinstance(data, (list, tuple)):
-        return type(data)(map(_arrays_for_tensors, data))
+        return type(data)(_convert_leaves(value, leaf, convert) for value in data)
     return data
 
 
