@@ -247,7 +247,8 @@ def run_2025(args: argparse.Namespace, model: torch.nn.Module, tokenizer: Any, s
                 entry = entries[result_name(task, source.fast)]
                 store.write_predictions(args.eval_dir, revision, SUBMISSION_KEYS[task], task_preds,
                                         entry["weights_sha256"], entry["setup"])
-    return record(args, model, entries, missing=missing, errors=errors, separate_commands=SEPARATE_COMMANDS)
+    return record(args, model, entries, missing=missing, errors=errors, separate_commands=SEPARATE_COMMANDS,
+                  weights_sha256=weights)  # hashed once: write_results takes it from here
 
 
 def load_2024_tasks(args: argparse.Namespace, errors: dict[str, str]) -> list[Task]:
