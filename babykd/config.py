@@ -29,11 +29,8 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from babykd import REPO_ROOT
-from babykd.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override is invalid; the message names the file and the key."""
+from babykd.errors import ConfigError
+from babykd.losses.terms import REGISTRY as LOSS_TERMS, TEACHER_HIDDEN, TEACHER_LOGITS
 
 
 #: What `output.name` may be: one path component (see OutputConfig).
@@ -188,38 +185,32 @@ class TrainingConfig:
             raise ConfigError(f"{where}: training.dataloader_workers must be >= 0, got {self.dataloader_workers}")
 
 
+def _weights_class() -> type:
+    """One float field per registered loss term (its default weight): the keys of ``distillation.weights``."""
+    fields = [(term.name, float, field(default=term.default_weight)) for term in LOSS_TERMS.values()]
+    cls = dataclasses.make_dataclass("LossWeightsConfig", fields)
+    cls.__module__, cls.__doc__ = __name__, "Weights of the named loss terms (`babykd.losses.terms`)."
+    return cls
+
+
+LossWeightsConfig = _weights_class()
+
+
 @dataclass
-class LossWeightsConfig:
-    """Weights of the named loss terms (see `babykd.losses`)."""
-
-    ce: float = 1.0
-    kl: float = 0.0
-    hidden: float = 0.0
-    contrastive: float = 0.0
-    aux: float = 0.0
-
-
-@dataclass
-class DistillationConfig:
-    """Teachers and the composition of loss terms for one distillation method.
+class DistillationSettings:
+    """Teachers and the settings every logit term shares; each term's own fields are added from its module.
 
     `kl_normalization: reference` reproduces the published code's
     `KLDivLoss(reduction="batchmean")` over [batch, seq, vocab], whose KL term
     is ~seq_length times the per-token value; configs that reproduce a
     published recipe use it so their weights mean what they meant there.
-    `layer_maps` has one teacher-layer -> student-layer map per teacher
-    (hidden_states indices, 0 = embeddings); null derives a uniform map.
     """
 
     teachers: list[str] = _path_field()
-    weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)
+    weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)  # type: ignore[valid-type]
     temperature: float = 2.0
     combine: Literal["logits", "probs"] = "logits"
     kl_normalization: Literal["token", "reference"] = "token"
-    layer_maps: list[dict[int, int]] | None = None
-    contrastive_tau: float = 2.0
-    contrastive_max_positions: int = 512
-    aux_layers: list[int] | None = None
     #: Offline KD: compute the teachers' top-k soft targets once and reuse them every epoch
     #: (None: teachers run at every step). Logit terms only; see babykd.teacher_cache.
     teacher_cache_top_k: int | None = None
@@ -234,24 +225,41 @@ class DistillationConfig:
             raise ConfigError(f"{where}: distillation.weights.{negative[0]} must be >= 0")
         if not any(weights.values()):
             raise ConfigError(f"{where}: distillation.weights are all zero: nothing to train on")
-        if self.temperature <= 0 or self.contrastive_tau <= 0:
-            raise ConfigError(f"{where}: distillation.temperature and contrastive_tau must be positive")
-        if self.layer_maps is not None and len(self.layer_maps) != len(self.teachers):
-            raise ConfigError(
-                f"{where}: distillation.layer_maps has {len(self.layer_maps)} maps "
-                f"for {len(self.teachers)} teachers (one map per teacher, or null)"
-            )
-        if self.weights.aux > 0 and not self.aux_layers:
-            raise ConfigError(f"{where}: distillation.aux_layers must name student layers when weights.aux > 0")
+        if self.temperature <= 0:
+            raise ConfigError(f"{where}: distillation.temperature must be positive")
+        for term in LOSS_TERMS.values():
+            if term.validate is not None:
+                term.validate(self, where)
         if self.teacher_cache_top_k is not None:
-            if self.teacher_cache_top_k < 1:
-                raise ConfigError(f"{where}: distillation.teacher_cache_top_k must be >= 1 (or null: no cache)")
-            online = [name for name in ("hidden", "contrastive", "aux") if getattr(self.weights, name) > 0]
-            if online:
+            self._validate_cache(where)
+
+    def _validate_cache(self, where: str) -> None:
+        """The cache holds soft targets only: every weighted term must be satisfied by them."""
+        if self.teacher_cache_top_k is not None and self.teacher_cache_top_k < 1:
+            raise ConfigError(f"{where}: distillation.teacher_cache_top_k must be >= 1 (or null: no cache)")
+        for term in LOSS_TERMS.values():
+            live = term.needs_for(self) & {TEACHER_LOGITS, TEACHER_HIDDEN}
+            if getattr(self.weights, term.name) > 0 and live:
                 raise ConfigError(
                     f"{where}: distillation.teacher_cache_top_k caches soft targets only, but "
-                    f"distillation.weights.{online[0]} > 0 needs the teachers' hidden states at every step"
+                    f"distillation.weights.{term.name} > 0 needs the {' and '.join(sorted(live))} at every step"
                 )
+
+
+def _distillation_class() -> type:
+    """`DistillationSettings` plus the config fields each loss term declares (flat keys under ``distillation``)."""
+    options = [spec for term in LOSS_TERMS.values() for spec in term.options]
+    clash = sorted({name for name, _, _ in options} & {f.name for f in dataclasses.fields(DistillationSettings)})
+    if clash:
+        raise RuntimeError(f"loss-term config fields {clash} shadow distillation settings")
+    cls = dataclasses.make_dataclass("DistillationConfig", options, bases=(DistillationSettings,))
+    cls.__module__ = __name__
+    cls.__doc__ = (f"{(DistillationSettings.__doc__ or '').rstrip()}\n\n    Term fields: "
+                   + "; ".join(f"{name} ({spec.metadata['doc']})" for name, _, spec in options) + ".")
+    return cls
+
+
+DistillationConfig = _distillation_class()
 
 
 def _at_least_one(where: str, section: str, **values: int | None) -> None:

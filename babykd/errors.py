@@ -14,6 +14,18 @@ class UserError(Exception):
     """A problem with the input or the environment; the message alone says what and where."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config file or override is invalid; the message names the file and the key.
+
+    Here rather than in `babykd.config` so that the loss terms, which declare their own
+    config fields and checks, can raise it without importing the config loader.
+    """
+
+
+class TeacherMismatchError(UserError, ValueError):
+    """A teacher cannot be distilled into this student as configured (vocabulary, width, layers)."""
+
+
 class EvaluationError(UserError):
     """A model, a task or its data could not be scored; what could be scored is already written.
 

@@ -17,14 +17,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from babykd import losses
 from babykd.config import DistillationConfig
-from babykd.errors import UserError
+from babykd.errors import TeacherMismatchError
+from babykd.losses.terms import ModuleContext, weighted_terms
 from babykd.models import max_positions, model_layers_and_width
 
 logger = logging.getLogger(__name__)
-
-
-class TeacherMismatchError(UserError, ValueError):
-    """A teacher cannot be distilled into this student as configured."""
 
 
 def _special_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int | None]:
@@ -80,25 +77,6 @@ def load_teachers(
     return teachers
 
 
-def resolved_layer_maps(
-    cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
-) -> list[dict[int, int]]:
-    """The configured teacher->student layer maps (uniform when none), validated against the models."""
-    student_layers, _ = model_layers_and_width(student.config)
-    maps = []
-    for index, (path, teacher) in enumerate(zip(cfg.teachers, teachers)):
-        teacher_layers, _ = model_layers_and_width(teacher.config)
-        layer_map = (
-            cfg.layer_maps[index] if cfg.layer_maps is not None else losses.uniform_layer_map(teacher_layers, student_layers)
-        )
-        try:
-            losses.validate_layer_map(layer_map, teacher_layers, student_layers, teacher_name=str(path))
-        except ValueError as error:
-            raise TeacherMismatchError(f"distillation.layer_maps[{index}]: {error}") from error
-        maps.append(layer_map)
-    return maps
-
-
 def teacher_dir(name: str) -> Path:
     """A teacher checkpoint's folder, or the error that names the missing one."""
     path = Path(name)
@@ -126,24 +104,14 @@ def check_logit_widths(cfg: DistillationConfig, vocab_size: int) -> None:
 def build_distillation_modules(
     cfg: DistillationConfig, student: PreTrainedModel, teachers: Sequence[PreTrainedModel]
 ) -> losses.DistillationModules:
-    """The trainable extras a method needs (projections, aux heads), in one module for the optimizer."""
+    """The trainable modules of the weighted terms (projections, aux heads), in one module for the optimizer."""
     student_layers, student_width = model_layers_and_width(student.config)
-    teacher_widths = [model_layers_and_width(t.config)[1] for t in teachers]
-    projections = contrastive = aux = None
-    if cfg.weights.hidden > 0:
-        projections = losses.HiddenStateProjections(
-            teacher_widths, student_width, resolved_layer_maps(cfg, student, teachers), teacher_names=cfg.teachers
-        )
-    if cfg.weights.contrastive > 0:
-        last_maps = losses.last_layer_maps([model_layers_and_width(t.config)[0] for t in teachers], student_layers)
-        contrastive = losses.HiddenStateProjections(teacher_widths, student_width, last_maps, teacher_names=cfg.teachers)
-    if cfg.weights.aux > 0:
-        assert cfg.aux_layers is not None  # enforced by DistillationConfig.validate
-        bad = [layer for layer in cfg.aux_layers if not 1 <= layer < student_layers]
-        if bad:
-            raise TeacherMismatchError(
-                f"distillation.aux_layers {bad} out of range: the student has hidden layers 1..{student_layers - 1} "
-                "below its output layer"
-            )
-        aux = losses.AuxiliaryHeads(student_width, student.config.vocab_size, cfg.aux_layers)
-    return losses.DistillationModules(projections=projections, contrastive_projections=contrastive, aux_heads=aux)
+    shapes = [model_layers_and_width(t.config) for t in teachers]
+    context = ModuleContext(
+        distillation=cfg, student_layers=student_layers, student_width=student_width,
+        vocab_size=student.config.vocab_size, teacher_layers=tuple(layers for layers, _ in shapes),
+        teacher_widths=tuple(width for _, width in shapes), teacher_names=tuple(str(name) for name in cfg.teachers),
+    )
+    built = {term.module_key: term.build_module(context) for term in weighted_terms(cfg.weights)
+             if term.build_module is not None and term.module_key is not None}
+    return losses.DistillationModules(built)

@@ -37,6 +37,7 @@ from babykd.atomic import atomic_write_text
 from babykd.config import DistillationConfig, LossWeightsConfig
 from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
 from babykd import losses
+from babykd.losses import terms as loss_terms
 from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
 from babykd.words_seen import WordsSeen
 
@@ -172,6 +173,9 @@ class KDTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.distillation = distillation
         self.weights = distillation.weights if distillation else LossWeightsConfig(ce=1.0)
+        #: The terms each step computes (summation order) and every input they read.
+        self.terms = loss_terms.computed_terms(self.weights)
+        self.needs = loss_terms.needs_of(self.terms, distillation)
         self.extra_modules = extra_modules
         if extra_modules is not None:
             extra_modules.to(self.args.device)
@@ -238,68 +242,45 @@ class KDTrainer(Trainer):
     @property
     def needs_hidden_states(self) -> bool:
         """Whether a training step's terms read hidden states (the student must return them)."""
-        return self.weights.hidden > 0 or self.weights.contrastive > 0 or self.weights.aux > 0
+        return loss_terms.STUDENT_HIDDEN in self.needs
 
     def loss_terms(self, student_out: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every named training term (unweighted) for the student's outputs on `inputs`.
+        """Every computed term (unweighted) for the student's outputs on `inputs`, by name.
 
-        Public so that a benchmark can take each term's gradient separately
-        (benchmarks/bench_term_shares.py); :meth:`compute_loss` weights and sums them.
+        Runs the teachers once if any term reads them; public so that a benchmark or a callback can
+        take each term's gradient separately (benchmarks/bench_term_shares.py); :meth:`compute_loss`
+        weights and sums them.
         """
-        labels = inputs["labels"]
-        terms: dict[str, torch.Tensor] = {"ce": losses.cross_entropy_loss(student_out.logits, labels)}
-        if self.teachers:
-            terms.update(self._distillation_terms(student_out, inputs, self.needs_hidden_states))
-        elif IDS_KEY in inputs and self.weights.kl > 0:
-            assert self.distillation is not None
-            terms["kl"] = losses.sparse_kl_distillation_loss(
-                student_out.logits, inputs[IDS_KEY], inputs[LOG_PROBS_KEY], labels,
-                temperature=self.distillation.temperature, normalization=self.distillation.kl_normalization,
-            )
-        return terms
+        step = self._step_tensors(student_out, inputs)
+        modules = self.extra_modules
+        return {term.name: term.compute(step, modules.of(term) if modules is not None else None)
+                for term in self.terms}
 
-    def _distillation_terms(
-        self, student_out: Any, inputs: dict[str, torch.Tensor], need_hidden: bool
-    ) -> dict[str, torch.Tensor]:
-        """Teacher forwards without a graph; every student-side tensor keeps its graph."""
-        cfg = self.distillation
-        assert cfg is not None
-        with torch.inference_mode(), unpacked_batches():
-            teacher_outs = [
-                t(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                  output_hidden_states=need_hidden)
-                for t in self.teachers
-            ]
-        # Tensors made under inference_mode cannot enter autograd; clone() makes normal constants.
-        teacher_logits = [out.logits.clone() for out in teacher_outs]
-        labels = inputs["labels"]
-        terms: dict[str, torch.Tensor] = {}
-        w = self.weights
-        if w.kl > 0:
-            terms["kl"] = losses.kl_distillation_loss(
-                student_out.logits, teacher_logits, labels,
-                temperature=cfg.temperature, combine=cfg.combine, normalization=cfg.kl_normalization,
-            )
-        if need_hidden:
-            teacher_hidden = [[h.clone() for h in out.hidden_states] for out in teacher_outs]
-            modules = self.extra_modules
-            assert modules is not None, "hidden/contrastive/aux terms need DistillationModules"
-            if w.hidden > 0:
-                terms["hidden"] = losses.hidden_state_loss(
-                    student_out.hidden_states, teacher_hidden, modules.projections, inputs.get("attention_mask")
-                )
-            if w.contrastive > 0:
-                terms["contrastive"] = losses.contrastive_loss(
-                    student_out.hidden_states[-1], [h[-1] for h in teacher_hidden],
-                    modules.contrastive_projections, inputs.get("attention_mask"), tau=cfg.contrastive_tau,
-                    max_positions=cfg.contrastive_max_positions,
-                )
-            if w.aux > 0:
-                terms["aux"] = losses.auxiliary_classifier_loss(
-                    student_out.hidden_states, modules.aux_heads, teacher_logits, labels, cfg.temperature,
-                    combine=cfg.combine,
-                )
-        return terms
+    def _step_tensors(self, student_out: Any, inputs: dict[str, torch.Tensor]) -> loss_terms.StepTensors:
+        """What the configured terms read: the student's outputs, the teachers' (run here, without a graph), the cache's."""
+        step = loss_terms.StepTensors(
+            student_logits=student_out.logits, labels=inputs["labels"], attention_mask=inputs.get("attention_mask"),
+            student_hidden=student_out.hidden_states if self.needs_hidden_states else None,
+            cached_ids=inputs.get(IDS_KEY), cached_log_probs=inputs.get(LOG_PROBS_KEY),
+            distillation=self.distillation,
+        )
+        teacher_hidden = loss_terms.TEACHER_HIDDEN in self.needs
+        if teacher_hidden or loss_terms.TEACHER_LOGITS in self.needs:
+            if not self.teachers:
+                raise ValueError(f"the loss terms {[t.name for t in self.terms]} read teachers, but none were given")
+            with torch.inference_mode(), unpacked_batches():
+                teacher_outs = [
+                    t(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                      output_hidden_states=teacher_hidden)
+                    for t in self.teachers
+                ]
+            # Tensors made under inference_mode cannot enter autograd; clone() makes normal constants.
+            step.teacher_logits = [out.logits.clone() for out in teacher_outs]
+            if teacher_hidden:
+                step.teacher_hidden = [[h.clone() for h in out.hidden_states] for out in teacher_outs]
+        if loss_terms.CACHED_TARGETS in self.needs and step.cached_ids is None:
+            raise ValueError("the kl term reads the teacher cache's targets, but the batch carries none")
+        return step
 
     # ------------------------------------------------------------------ logging
 

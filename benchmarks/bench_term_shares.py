@@ -33,7 +33,7 @@ from transformers import PreTrainedModel, TrainingArguments
 
 from babykd import REPO_ROOT
 from babykd.config import RunConfig, load_run_config
-from babykd.losses import TERM_NAMES
+from babykd.losses.terms import weighted_terms
 from babykd.models import build_model
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer
@@ -104,7 +104,7 @@ def term_gradient_norms(trainer: KDTrainer, student: PreTrainedModel, batch: dic
     """‖∇_student (w·L)‖ of every weighted term, from one forward pass."""
     outputs = student(input_ids=batch["input_ids"], output_hidden_states=trainer.needs_hidden_states)
     terms = trainer.loss_terms(outputs, batch)
-    active = [name for name in TERM_NAMES if getattr(trainer.weights, name) > 0]
+    active = [term.name for term in weighted_terms(trainer.weights)]
     params = [p for p in student.parameters() if p.requires_grad]
     norms = {}
     for index, name in enumerate(active):

@@ -468,17 +468,18 @@ def test_combine_accepts_any_object_with_the_term_weights():
 def test_distillation_modules_register_parameters_for_optimizer_and_checkpoint():
     projections = HiddenStateProjections([8, 2], 4, [{0: 0, 6: 4}, uniform_layer_map(3, 4)])
     contrastive = HiddenStateProjections([8, 2], 4, last_layer_maps([6, 3], 4))
-    modules = DistillationModules(projections, contrastive, AuxiliaryHeads(4, 5, [1, 2]))
+    modules = DistillationModules({"projections": projections, "contrastive_projections": contrastive,
+                                   "aux_heads": AuxiliaryHeads(4, 5, [1, 2])})
     expected = (2 * (4 * 8 + 8) + 4 * (2 * 4 + 4)) + (4 * 8 + 8) + (2 * 4 + 4) + 2 * (4 + 4 + 4 * 5)
     optimizer = torch.optim.SGD(modules.parameters(), lr=0.1)
     assert sum(p.numel() for group in optimizer.param_groups for p in group["params"]) == expected
     state = modules.state_dict()
     assert "projections.per_teacher.0.t6_s4.weight" in state and "aux_heads.heads.2.1.weight" in state
-    restored = DistillationModules(
-        HiddenStateProjections([8, 2], 4, [{0: 0, 6: 4}, uniform_layer_map(3, 4)]),
-        HiddenStateProjections([8, 2], 4, last_layer_maps([6, 3], 4)),
-        AuxiliaryHeads(4, 5, [1, 2]),
-    )
+    restored = DistillationModules({
+        "projections": HiddenStateProjections([8, 2], 4, [{0: 0, 6: 4}, uniform_layer_map(3, 4)]),
+        "contrastive_projections": HiddenStateProjections([8, 2], 4, last_layer_maps([6, 3], 4)),
+        "aux_heads": AuxiliaryHeads(4, 5, [1, 2]),
+    })
     restored.load_state_dict(state)
     assert all(torch.equal(state[key], value) for key, value in restored.state_dict().items())
     assert list(DistillationModules().parameters()) == []

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from babykd import losses
+from babykd.losses.terms import ce as ce_term, hidden as hidden_term, kl as kl_term
 from babykd.trainer import KDTrainer, own_precision
 from test_distillation import recipe_config
 
@@ -42,15 +42,16 @@ def bf16_step(tiny_config, tiny_teachers) -> tuple[dict[str, Any], KDTrainer]:
                                save_strategy="no")
     seen: dict[str, Any] = {}
     mp = pytest.MonkeyPatch()
-    for name in ("cross_entropy_loss", "kl_distillation_loss", "hidden_state_loss"):
-        original = getattr(losses, name)
+    for module, name in ((ce_term, "cross_entropy_loss"), (kl_term, "kl_distillation_loss"),
+                         (hidden_term, "hidden_state_loss")):
+        original = getattr(module, name)
 
         def spy(*a: Any, _name: str = name, _original: Any = original, **k: Any) -> torch.Tensor:
             value = _original(*a, **k)
             seen[_name] = (a[0], a[1], value.dtype)
             return value
 
-        mp.setattr(losses, name, spy)
+        mp.setattr(module, name, spy)
     try:
         trainer = KDTrainer(
             model=student, args=args, train_dataset=data.train_dataset, data_collator=FixedChunkCollator(),

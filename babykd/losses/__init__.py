@@ -3,7 +3,9 @@
 All terms take HF-style unshifted tensors (logits ``[B, T, V]``, labels
 ``[B, T]`` with -100 at ignored positions, hidden_states tuples of
 ``[B, T, width]``) and return a scalar; weights are applied by the trainer
-through :func:`combine` (weights: `babykd.config.LossWeightsConfig`).
+through :func:`combine` (weights: `babykd.config.LossWeightsConfig`). Each named
+term is one module of :mod:`babykd.losses.terms` (what it needs, its config
+fields, its trainable module); the functions here are what they compute.
 The vocabulary-sized logit terms run through the chunked, fused
 implementations of :mod:`babykd.losses.chunked` (same values and gradients,
 no fp32 ``[N, V]`` tensors kept for the backward pass).
@@ -11,7 +13,7 @@ no fp32 ``[N, V]`` tensors kept for the backward pass).
 
 from babykd.losses.auxiliary import AuxiliaryHeads, auxiliary_classifier_loss
 from babykd.losses.chunked import chunked_cross_entropy, chunked_soft_target_kl, compile_chunk_kernels
-from babykd.losses.combine import LOSS_TERMS, TERM_NAMES, combine
+from babykd.losses.combine import combine
 from babykd.losses.hidden import HiddenStateProjections, contrastive_loss, hidden_state_loss
 from babykd.losses.layer_maps import (
     PUBLISHED_LAYER_MAPS,
@@ -28,14 +30,16 @@ from babykd.losses.logit import (
 from babykd.losses.modules import DistillationModules
 from babykd.losses.positions import IGNORE_INDEX, ScoredPositions, position_rows, scored_positions
 from babykd.losses.sparse import sparse_kl_distillation_loss, top_k_targets
+from babykd.losses.terms import REGISTRY, TERM_NAMES, LossTerm
 
 __all__ = [
     "AuxiliaryHeads",
     "DistillationModules",
     "HiddenStateProjections",
     "IGNORE_INDEX",
-    "LOSS_TERMS",
+    "LossTerm",
     "PUBLISHED_LAYER_MAPS",
+    "REGISTRY",
     "ScoredPositions",
     "TERM_NAMES",
     "auxiliary_classifier_loss",

@@ -1,4 +1,4 @@
-"""Named loss terms, their weights, and the weighted total the trainer optimises.
+"""The weighted total of the named loss terms (`babykd.losses.terms`) that the trainer optimises.
 
 The trainer computes each active term, logs every one of them separately and
 backpropagates ``total = Σ weight_name · term_name``; weights live here, never
@@ -7,26 +7,11 @@ inside the term functions, so a term's logged value does not depend on them.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from torch import Tensor
 
-from babykd.losses.auxiliary import auxiliary_classifier_loss
-from babykd.losses.hidden import contrastive_loss, hidden_state_loss
-from babykd.losses.logit import cross_entropy_loss, kl_distillation_loss
-
-#: Term name -> the function that computes it (their inputs differ; see each docstring).
-LOSS_TERMS: Mapping[str, Callable[..., Tensor]] = MappingProxyType(
-    {
-        "ce": cross_entropy_loss,
-        "kl": kl_distillation_loss,
-        "hidden": hidden_state_loss,
-        "contrastive": contrastive_loss,
-        "aux": auxiliary_classifier_loss,
-    }
-)
-TERM_NAMES: tuple[str, ...] = tuple(LOSS_TERMS)
+from babykd.losses.terms import TERM_NAMES
 
 
 def combine(terms: Mapping[str, Tensor], weights: Any) -> Tensor:

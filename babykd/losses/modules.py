@@ -1,28 +1,29 @@
-"""The trainable modules of the distillation terms, bundled as one ``nn.Module``.
+"""The trainable modules of the loss terms, bundled as one ``nn.Module``.
 
 Projections and auxiliary heads are trained with the student and must be
 checkpointed with it; bundling them lets the trainer hand one module to the
-optimizer and to ``state_dict`` instead of tracking three optional ones.
+optimizer and to ``state_dict`` instead of tracking one per term. Each module is
+registered under its term's `module_key` (``projections``, ``aux_heads``, ...),
+which is its prefix in a checkpoint's state dict.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from torch import nn
 
-from babykd.losses.auxiliary import AuxiliaryHeads
-from babykd.losses.hidden import HiddenStateProjections
+from babykd.losses.terms import LossTerm
 
 
 class DistillationModules(nn.Module):
-    """Holds whichever of `projections`, `contrastive_projections`, `aux_heads` a run uses (None = unused)."""
+    """Holds the trainable module of every term that has one, by the term's `module_key`."""
 
-    def __init__(
-        self,
-        projections: HiddenStateProjections | None = None,
-        contrastive_projections: HiddenStateProjections | None = None,
-        aux_heads: AuxiliaryHeads | None = None,
-    ) -> None:
+    def __init__(self, modules: Mapping[str, nn.Module] | None = None) -> None:
         super().__init__()
-        self.projections = projections
-        self.contrastive_projections = contrastive_projections
-        self.aux_heads = aux_heads
+        for key, module in (modules or {}).items():
+            self.add_module(key, module)
+
+    def of(self, term: LossTerm) -> nn.Module | None:
+        """`term`'s own module (None for a term without one)."""
+        return self._modules.get(term.module_key) if term.module_key else None
