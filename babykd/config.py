@@ -215,6 +215,9 @@ class DistillationSettings:
     #: (None: teachers run at every step). Logit terms only; see babykd.teacher_cache.
     teacher_cache_top_k: int | None = None
     teacher_cache_dir: str | None = _path_field(None)  #: default: <data cache dir>/teachers
+    #: Each weighted term's share of the student's gradient at the first, middle and last step,
+    #: logged and kept in <run>/term_shares.json (babykd.losses.shares): does a term reach the update?
+    log_term_shares: bool = True
 
     def validate(self, where: str) -> None:
         if not self.teachers:

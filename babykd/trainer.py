@@ -38,6 +38,7 @@ from babykd.config import DistillationConfig, LossWeightsConfig
 from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
 from babykd import losses
 from babykd.losses import terms as loss_terms
+from babykd.losses.shares import TermShareLog
 from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
 from babykd.words_seen import WordsSeen
 
@@ -166,6 +167,7 @@ class KDTrainer(Trainer):
         distillation: DistillationConfig | None = None,
         extra_modules: losses.DistillationModules | None = None,
         words_seen: WordsSeen | None = None,
+        term_shares: TermShareLog | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -187,6 +189,8 @@ class KDTrainer(Trainer):
         self._term_sums: dict[str, torch.Tensor | float] = defaultdict(float)
         self._term_counts = 0
         self.words_seen = words_seen
+        #: Where each term's gradient share is kept at the first, middle and last step (None: not measured).
+        self.term_shares = term_shares
         if words_seen is not None:
             self.add_callback(words_seen)
 
@@ -216,7 +220,26 @@ class KDTrainer(Trainer):
         words = inputs.pop(WORDS_KEY, None)
         if words is not None and self.words_seen is not None:
             self.words_seen.add(words)
+        if self.term_shares is not None and self.term_shares.due(self.state.global_step, self.state.max_steps):
+            self._measure_term_shares(model, inputs)
         return super().training_step(model, inputs, *args, **kwargs)
+
+    def _measure_term_shares(self, model: nn.Module, inputs: dict[str, Any]) -> None:
+        """Each weighted term's share of the student's gradient on this micro-batch, logged and kept.
+
+        An extra forward and one backward per term, nothing accumulated into ``.grad``, random
+        state restored (dropout), so the run trains exactly as it would without it.
+        """
+        student = self.accelerator.unwrap_model(model)
+        inputs = self._prepare_inputs(inputs)
+        with torch.random.fork_rng(), unpacked_batches():
+            outputs = student(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                              output_hidden_states=self.needs_hidden_states)
+            params = [p for p in student.parameters() if p.requires_grad]
+            norms = losses.term_gradient_norms(self.loss_terms(outputs, inputs), self.weights, params)
+        assert self.term_shares is not None
+        fractions = self.term_shares.add(self.state.global_step, norms)
+        self.log({f"grad_share_{name}": round(share, 4) for name, share in fractions.items()})
 
     def compute_loss(
         self,

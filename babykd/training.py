@@ -32,6 +32,7 @@ from babykd.config import ConfigError, RunConfig, derive_batch_layout
 from babykd.data.collator import FixedChunkCollator
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.divergence import STOPPED_FILE, DivergenceGuard
+from babykd.losses.shares import TERM_SHARES_FILE, TermShareLog
 from babykd.models import build_model, count_parameters
 from babykd.preemption import PreemptionCallback
 from babykd.run_lock import folder_lock
@@ -126,6 +127,13 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def term_share_log(config: RunConfig, run_dir: Path, resumed: bool) -> TermShareLog | None:
+    """Where a distillation run keeps its terms' gradient shares (None: pretraining, or turned off)."""
+    if config.distillation is None or not config.distillation.log_term_shares:
+        return None
+    return TermShareLog(run_dir / TERM_SHARES_FILE, resumed=resumed)
 
 
 def tensorboard_callback(run_dir: Path) -> TensorBoardCallback:
@@ -272,6 +280,7 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
         distillation=config.distillation,
         extra_modules=extra,
         words_seen=words,
+        term_shares=term_share_log(config, run_dir, resumed=plan.checkpoint is not None),
         callbacks=[*(callbacks or []), tensorboard_callback(run_dir), preemption := PreemptionCallback()],
     )
     if config.evaluation is not None:

@@ -7,8 +7,8 @@ Why: a term whose gradient is a fraction of a percent of the update trains
 nothing, whatever its weight looks like in the config. Per recipe, on one batch
 of training chunks: one student forward, then the gradient of each weighted term
 ``w·L`` with respect to the student's parameters (the trainer's own terms,
-:meth:`babykd.trainer.KDTrainer.loss_terms`, one backward pass each), and its
-share ``‖∇(w·L)‖ / Σ_terms ‖∇(w·L)‖``. The distillation extras (projections,
+:meth:`babykd.trainer.KDTrainer.loss_terms`, one backward pass each: `babykd.losses.shares`),
+and its share ``‖∇(w·L)‖ / Σ_terms ‖∇(w·L)‖``. The distillation extras (projections,
 aux heads) are freshly initialised, as at the first step of a run.
 
 Without ``--published`` every recipe's student is the CPU-sized
@@ -33,7 +33,7 @@ from transformers import PreTrainedModel, TrainingArguments
 
 from babykd import REPO_ROOT
 from babykd.config import RunConfig, load_run_config
-from babykd.losses.terms import weighted_terms
+from babykd.losses.shares import shares, term_gradient_norms
 from babykd.models import build_model
 from babykd.teachers import build_distillation_modules, load_teachers
 from babykd.trainer import KDTrainer
@@ -100,20 +100,6 @@ class Inputs:
         return self._teachers[key]
 
 
-def term_gradient_norms(trainer: KDTrainer, student: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """‖∇_student (w·L)‖ of every weighted term, from one forward pass."""
-    outputs = student(input_ids=batch["input_ids"], output_hidden_states=trainer.needs_hidden_states)
-    terms = trainer.loss_terms(outputs, batch)
-    active = [term.name for term in weighted_terms(trainer.weights)]
-    params = [p for p in student.parameters() if p.requires_grad]
-    norms = {}
-    for index, name in enumerate(active):
-        weighted = getattr(trainer.weights, name) * terms[name]
-        grads = torch.autograd.grad(weighted, params, retain_graph=index < len(active) - 1, allow_unused=True)
-        norms[name] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads if g is not None])).item()
-    return norms
-
-
 def measure(recipe: Path, options: argparse.Namespace, inputs: Inputs) -> list[dict[str, Any]]:
     """One record per active term of `recipe`: weight, gradient norm, share of the student's gradient."""
     config = recipe_config(recipe, options)
@@ -128,11 +114,13 @@ def measure(recipe: Path, options: argparse.Namespace, inputs: Inputs) -> list[d
         trainer = KDTrainer(model=student, args=args, teachers=teachers, distillation=cfg,
                             extra_modules=build_distillation_modules(cfg, student, teachers))
         batch = {k: v.to(args.device) for k, v in batch.items()}
-        norms = term_gradient_norms(trainer, student, batch)
-    total = sum(norms.values())
+        outputs = student(input_ids=batch["input_ids"], output_hidden_states=trainer.needs_hidden_states)
+        params = [p for p in student.parameters() if p.requires_grad]
+        norms = term_gradient_norms(trainer.loss_terms(outputs, batch), trainer.weights, params)
+    fractions = shares(norms)
     return [
         {"recipe": recipe.stem, "term": name, "weight": getattr(cfg.weights, name), "grad_norm": norm,
-         "share": norm / total, "kl_normalization": cfg.kl_normalization, "seq_length": config.data.seq_length,
+         "share": fractions[name], "kl_normalization": cfg.kl_normalization, "seq_length": config.data.seq_length,
          "student": config.model.name}
         for name, norm in norms.items()
     ]

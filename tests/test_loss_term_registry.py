@@ -106,3 +106,37 @@ def test_a_new_term_is_one_file_and_a_weight_trained_logged_and_benchmarked(toy_
     assert bad.returncode != 0 and "distillation.zloss_scale must be positive" in bad.stderr
     assert "Traceback" not in bad.stderr
 
+
+
+def test_the_cosine_hidden_term_is_scale_free_and_the_upper_term_keeps_the_upper_pairs():
+    from babykd.losses import HiddenStateProjections, hidden_state_loss, uniform_layer_map
+    from babykd.losses.terms.hidden_upper import upper_half
+
+    torch.manual_seed(0)
+    student = [torch.randn(2, 5, 4) for _ in range(3)]
+    projections = HiddenStateProjections([4], 4, [{0: 0, 2: 2}])
+    teacher = [[torch.randn(2, 5, 4) for _ in range(3)]]
+    scaled = [[10.0 * h for h in teacher[0]]]
+    mse = [hidden_state_loss(student, states, projections).item() for states in (teacher, scaled)]
+    cosine = [hidden_state_loss(student, states, projections, distance="cosine").item() for states in (teacher, scaled)]
+    assert mse[1] > 50 * mse[0]  # the MSE grows with the teacher's scale ...
+    assert cosine == pytest.approx([cosine[0]] * 2, abs=1e-6) and 0 < cosine[0] < 2  # ... the cosine does not
+    assert upper_half(uniform_layer_map(6, 4), 4) == {3: 2, 5: 3, 6: 4}
+
+
+@pytest.mark.parametrize("term", ["hidden_cosine", "hidden_upper"])
+def test_each_hidden_variant_trains_from_its_yaml_weight_and_records_its_gradient_share(tiny_config, tiny_teachers,
+                                                                                       term):
+    from babykd.losses import read_term_shares
+    from babykd.training import run_training
+
+    teachers = f"distillation.teachers=[{','.join(str(t) for t in tiny_teachers)}]"
+    config = tiny_config(REPO_ROOT / "config/runs/distill/PalenkaLlama1-58M-strict-L0.1-H0.yaml", f"variant-{term}",
+                         f"model={STUDENT}", teachers, "distillation.layer_maps=null", "training.max_steps=4",
+                         "training.logging_steps=1", f"distillation.weights.{term}=0.5")
+    result = run_training(config)
+    assert all(f"loss_{term}" in entry for entry in result.history if "loss" in entry)
+    shares = read_term_shares(result.run_dir)
+    assert [record["step"] for record in shares] == [0, 2, 3]
+    assert all(set(record["share"]) == {"ce", "kl", term} and record["share"][term] > 0 for record in shares)
+    assert sum(shares[0]["share"].values()) == pytest.approx(1.0)

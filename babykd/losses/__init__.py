@@ -29,6 +29,7 @@ from babykd.losses.logit import (
 )
 from babykd.losses.modules import DistillationModules
 from babykd.losses.positions import IGNORE_INDEX, ScoredPositions, position_rows, scored_positions
+from babykd.losses.shares import TERM_SHARES_FILE, TermShareLog, read_term_shares, term_gradient_norms
 from babykd.losses.sparse import sparse_kl_distillation_loss, top_k_targets
 from babykd.losses.terms import REGISTRY, TERM_NAMES, LossTerm
 
@@ -41,6 +42,8 @@ __all__ = [
     "PUBLISHED_LAYER_MAPS",
     "REGISTRY",
     "ScoredPositions",
+    "TERM_SHARES_FILE",
+    "TermShareLog",
     "TERM_NAMES",
     "auxiliary_classifier_loss",
     "chunked_cross_entropy",
@@ -55,8 +58,10 @@ __all__ = [
     "last_layer_maps",
     "position_rows",
     "scored_positions",
+    "read_term_shares",
     "soft_target_kl_sum",
     "sparse_kl_distillation_loss",
+    "term_gradient_norms",
     "top_k_targets",
     "uniform_layer_map",
     "validate_layer_map",

@@ -9,7 +9,7 @@ states are detached, so the terms train both the student and the projections.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,8 +110,14 @@ def hidden_state_loss(
     teacher_hidden: Sequence[Sequence[Tensor]],
     projections: HiddenStateProjections,
     attention_mask: Tensor | None = None,
+    *,
+    distance: Distance = "mse",
 ) -> Tensor:
-    """MSE between mapped student and teacher hidden states, mean over pairs, then over teachers.
+    """Distance between mapped student and teacher hidden states, mean over pairs, then over teachers.
+
+    ``distance="mse"`` is the published term; ``"cosine"`` is ``1 - cos`` per position, a
+    scale-free variant whose value and gradient do not grow with the states' norms (which, in a
+    pre-norm transformer, grow with depth and differ between teacher and student).
 
     `student_hidden` and each ``teacher_hidden[k]`` are HF ``hidden_states``
     tuples of ``[B, T, width]`` tensors; pairs come from
@@ -134,7 +140,7 @@ def hidden_state_loss(
                 position_rows(student_hidden[student_layer], None),
                 position_rows(teacher_states[teacher_layer].detach(), None),
             )
-            pair_losses.append(_mean_squared_error(student_rows, teacher_rows, weights))
+            pair_losses.append(DISTANCES[distance](student_rows, teacher_rows, weights))
         per_teacher.append(torch.stack(pair_losses).mean())
     return torch.stack(per_teacher).mean()
 
@@ -208,6 +214,21 @@ def _mean_squared_error(a: Tensor, b: Tensor, weights: Tensor | None = None) -> 
     if weights is None:
         return safe_mean(squared.sum(), a.numel())
     return safe_mean(squared.sum(dim=-1).mul(weights).sum(), weights.sum() * a.size(-1))
+
+
+def _cosine_distance(a: Tensor, b: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean of ``1 - cos(a_i, b_i)`` in fp32 over the rows of weight 1 (all when None); 0 without rows."""
+    distance = 1.0 - F.cosine_similarity(a.float(), b.float(), dim=-1)
+    if weights is None:
+        return safe_mean(distance.sum(), distance.numel())
+    return safe_mean(distance.mul(weights).sum(), weights.sum())
+
+
+Distance = Literal["mse", "cosine"]
+#: How a pair of projected hidden states is compared.
+DISTANCES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
+    "mse": _mean_squared_error, "cosine": _cosine_distance,
+}
 
 
 def _subsample(n_rows: int, max_positions: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
