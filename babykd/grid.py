@@ -249,6 +249,16 @@ class PointResult:
     steps: int | None = None
     #: The code versions that trained it, when there were several (see babykd.provenance.describe_code_versions).
     code_versions: str | None = None
+    #: Each weighted term's share of the student's gradient at the steps the run measured (babykd.losses.shares).
+    term_shares: tuple[dict[str, Any], ...] = ()
+
+    def shares_cell(self) -> str:
+        """The shares as ``kl 40/45/48 · hidden 10/8/7`` (percent at first/middle/last step; ce left out)."""
+        if not self.term_shares:
+            return "–"
+        names = [name for name in self.term_shares[0]["share"] if name != "ce"]
+        return " · ".join(f"{name} " + "/".join(f"{100 * r['share'].get(name, 0):.0f}" for r in self.term_shares)
+                          for name in names) or "ce only"
 
     @property
     def finished(self) -> bool:
@@ -267,6 +277,7 @@ def _warn(message: str) -> None:
 def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     """Status, dev CE and BLiMP of one point (a damaged file is warned about, never fatal)."""
     from babykd.evaluation.report import read_results
+    from babykd.losses.shares import read_term_shares
     from babykd.provenance import describe_code_versions
     from babykd.training import PROVENANCE_FILE, is_finished
 
@@ -285,13 +296,15 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     results_file = run_dir / "eval" / "results.json"
     if results_file.is_file():
         try:
-            entry = read_results(results_file)["tasks"].get(BLIMP_TASK)
+            tasks = read_results(results_file)["tasks"]
         except ValueError as error:
             _warn(str(error))
-            entry = None
+            tasks = {}
+        entry = tasks.get(BLIMP_TASK) or tasks.get(f"{BLIMP_TASK}_fast")  # full set first, else the fast set
         if entry is not None:
             blimp, subset = float(entry["score"]), entry.get("max_items_per_subtask") is not None
-    return PointResult(point, run_dir, "finished", dev_ce, blimp, subset, steps, code_versions)
+    return PointResult(point, run_dir, "finished", dev_ce, blimp, subset, steps, code_versions,
+                       tuple(read_term_shares(run_dir)))
 
 
 def _unfinished_point(point: GridPoint, run_dir: Path) -> PointResult:
@@ -329,8 +342,11 @@ def summary_markdown(grid: Grid, results: Sequence[PointResult], finalists: int)
         f"ties by {BLIMP_TASK} (higher is better). The weighted training objective differs between "
         "points and is never used for ranking.",
         "",
-        "| rank | run | " + " | ".join(grid.labels) + " | dev CE | dev ppl | BLiMP | steps | status |",
-        "|---" * (len(grid.labels) + 7) + "|",
+        "Gradient shares: each weighted term's percent of the student's gradient norm at the first, "
+        "middle and last step (the rest is ce).",
+        "",
+        "| rank | run | " + " | ".join(grid.labels) + " | dev CE | dev ppl | BLiMP | gradient shares | steps | status |",
+        "|---" * (len(grid.labels) + 8) + "|",
     ]
     subset = False
     for position, result in enumerate([*ranked, *rest], start=1):
@@ -342,6 +358,7 @@ def summary_markdown(grid: Grid, results: Sequence[PointResult], finalists: int)
             "–" if result.dev_ce is None else f"{result.dev_ce:.4f}",
             "–" if result.dev_ce is None else f"{math.exp(min(result.dev_ce, 700)):.2f}",
             "–" if result.blimp is None else f"{result.blimp:.3f}" + ("*" if result.blimp_subset else ""),
+            result.shares_cell(),
             "–" if result.steps is None else str(result.steps),
             result.status,
         ]

@@ -61,6 +61,10 @@ EVAL_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
 DEV_CE = "dev CE"
 ROLES = ("teacher", "baseline", "student")
 BUDGETS_DIR = REPO_ROOT / "config" / "reproduce"
+#: Where a budget's grid points run, below its output root.
+GRID_DIR = "grid"
+#: Grid points a --smoke screens (each a tiny run and its evaluation).
+SMOKE_GRID_POINTS = 2
 #: Per-stage wall times, kept next to the runs (merged across reruns).
 STAGE_TIMES = "stage_times.json"
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "substitute_10M.zip"
@@ -123,6 +127,41 @@ class PlanBudget:
 
 
 @dataclass
+class GridBudget:
+    """A grid screened at the budget's sizes after the plan's stages, seed 0, teachers from the plan.
+
+    Each point runs through `babykd.grid.run_point`, the function every SLURM array task of
+    ``python -m babykd.grid run GRID INDEX`` runs, with the budget's student overrides, then
+    `overrides` (a screen is shorter than a confirmation); `points` picks indices (default all).
+    """
+
+    file: str
+    overrides: list[str] = field(default_factory=list)
+    points: list[int] | None = None
+
+    def validate(self, where: str) -> None:
+        from babykd.grid import load_grid
+
+        if not (REPO_ROOT / self.file).is_file():
+            raise ConfigError(f"{where}: grid.file: {self.file} not found")
+        grid = load_grid(REPO_ROOT / self.file)
+        bad = [index for index in self.points or () if not 0 <= index < len(grid.points)]
+        if bad:
+            raise ConfigError(f"{where}: grid.points {bad}: the grid has points 0..{len(grid.points) - 1}")
+
+    @property
+    def path(self) -> Path:
+        return REPO_ROOT / self.file
+
+    @property
+    def indices(self) -> list[int]:
+        """The points it screens, in order."""
+        from babykd.grid import load_grid
+
+        return list(self.points) if self.points is not None else list(range(len(load_grid(self.path).points)))
+
+
+@dataclass
 class Budget:
     """How a budget scales the published recipes (config/reproduce/<name>.yaml).
 
@@ -138,6 +177,7 @@ class Budget:
     models: dict[str, str] = field(default_factory=dict)
     distillation_overrides: list[str] = field(default_factory=list)
     evaluation: EvaluationBudget = field(default_factory=EvaluationBudget)
+    grids: list[GridBudget] = field(default_factory=list)
     #: Default: the published question's comparisons (every recipe of them is in the default plan).
     comparisons: list[Comparison] = field(default_factory=lambda: [Comparison(*c) for c in COMPARISONS])
     #: What results at this budget's scale can and cannot say about the published ones (a RESULTS.md
@@ -158,6 +198,8 @@ class Budget:
             if not (REPO_ROOT / path).is_file():
                 raise ConfigError(f"{where}: models.{name}: {path} not found")
         self.evaluation.validate(where)
+        for grid in self.grids:
+            grid.validate(where)
         if self.scope is not None and not self.scope.strip():
             raise ConfigError(f"{where}: scope: empty (leave it out, or say what this scale can and cannot show)")
         planned = {*self.plan.teachers, *self.plan.baselines, *self.plan.students}
@@ -181,6 +223,7 @@ class Budget:
             models=tiny.models, distillation_overrides=[*self.distillation_overrides, *tiny.distillation_overrides],
             evaluation=dataclasses.replace(self.evaluation,
                                            max_items_per_subtask=tiny.evaluation.max_items_per_subtask),
+            grids=[dataclasses.replace(grid, overrides=[], points=grid.indices[:SMOKE_GRID_POINTS]) for grid in self.grids],
         )
 
 
@@ -232,18 +275,59 @@ def _absolute(override: str) -> str:
 
 def stage_config(stage: Stage, budget: Budget, corpus: Path, out_root: Path) -> RunConfig:
     """The run config of a stage under a budget: recipe + budget overrides + corpus/output/teachers."""
-    recipe = load_run_config(stage.config_path)
-    overrides = [_absolute(o) for o in [*budget.overrides, *budget.role_overrides.get(stage.role, [])]]
+    overrides = budget_overrides(stage.config_path, stage.role, budget, corpus, out_root)
+    return load_run_config(stage.config_path, [*overrides, f"output.name={stage.run_name}",
+                                               f"training.seed={stage.seed}"])
+
+
+def budget_overrides(recipe_path: Path, role: str, budget: Budget, corpus: Path, out_root: Path) -> list[str]:
+    """What a budget changes in a recipe of `role`: its sizes, the model swap, corpus, output root, teachers."""
+    recipe = load_run_config(recipe_path)
+    overrides = [_absolute(o) for o in [*budget.overrides, *budget.role_overrides.get(role, [])]]
     if recipe.model.name in budget.models:
         overrides.append(f"model={REPO_ROOT / budget.models[recipe.model.name]}")
-    overrides += [
-        f"data.corpus={corpus}", f"output.root={out_root}", f"output.name={stage.run_name}",
-        f"training.seed={stage.seed}",
-    ]
+    overrides += [f"data.corpus={corpus}", f"output.root={out_root}"]
     if recipe.distillation is not None:
         teachers = [str(out_root / teacher_run_name(Path(t).name)) for t in recipe.distillation.teachers]
         overrides += [f"distillation.teachers=[{','.join(teachers)}]", *budget.distillation_overrides]
-    return load_run_config(stage.config_path, overrides)
+    return overrides
+
+
+def grid_overrides(screen: GridBudget, budget: Budget, corpus: Path, out_root: Path) -> list[str]:
+    """The `--set` list of every point of `screen`: the budget's student overrides, runs under <out>/grid, seed 0."""
+    from babykd.grid import load_grid
+
+    overrides = budget_overrides(load_grid(screen.path).base, "student", budget, corpus, out_root)
+    return [*overrides, f"output.root={out_root / GRID_DIR}", "training.seed=0", *screen.overrides]
+
+
+def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
+    """The run folder of every grid point the budget screens, grid by grid."""
+    from babykd.grid import load_grid
+
+    dirs = []
+    for screen in budget.grids:
+        grid, overrides = load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root)
+        dirs += [grid.config(index, overrides).output.run_dir for index in screen.indices]
+    return dirs
+
+
+def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
+    """Screen every point of the budget's grids (their teachers come from the plan), timed per point."""
+    from babykd.grid import load_grid, run_point
+    from babykd.preemption import PREEMPTED_EXIT_CODE
+
+    clock = StageClock(out_root)
+    for screen in budget.grids:
+        grid, overrides = load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root)
+        for position, index in enumerate(screen.indices, 1):
+            name = grid.point(index).name
+            started = time.perf_counter()
+            print(f"[{grid.source.stem} {position}/{len(screen.indices)}] point {index} {name}", flush=True)
+            if run_point(grid, index, overrides) == PREEMPTED_EXIT_CODE:
+                sys.exit(f"grid point {index}: stopped by a signal; rerun the same command to continue")
+            if time.perf_counter() - started > 5:  # a point found finished: nothing to record
+                clock.record(f"grid {name}", time.perf_counter() - started)
 
 
 def teacher_run_name(recipe: str) -> str:
@@ -663,7 +747,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     corpus = args.corpus.resolve()
     run_stages(stages, budget, corpus, out_root)
-    evaluate_runs([out_root / s.run_name for s in stages], budget.evaluation, args.eval_data, args.suite_data, out_root)
+    run_grids(budget, corpus, out_root)
+    evaluate_runs([*(out_root / s.run_name for s in stages), *grid_run_dirs(budget, corpus, out_root)],
+                  budget.evaluation, args.eval_data, args.suite_data, out_root)
     results_path = args.results or out_root / "RESULTS.md"
     unigram_ce = unigram_dev_ce(stage_config(stages[0], budget, corpus, out_root))
     write_report(collect_rows(stages, out_root, budget.evaluation.columns), name, budget, corpus, out_root,

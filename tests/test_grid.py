@@ -18,6 +18,7 @@ from babykd import REPO_ROOT
 from babykd.config import ConfigError, RunConfig, load_run_config
 from babykd.evaluation.report import write_results
 from babykd.grid import format_value, load_grid, main, rank, read_point, summary_path
+from babykd.losses.shares import TERM_SHARES_FILE, TermShareLog
 from babykd.training import PROVENANCE_FILE
 from test_distillation import STUDENT, teacher_overrides
 
@@ -133,6 +134,8 @@ def test_summary_ranks_by_dev_ce_never_by_the_weighted_objective(tmp_path: Path,
     }
     for name, (ce, weighted, blimp) in outcomes.items():
         fake_run(root / name, ce, weighted, blimp)
+    TermShareLog(root / "tiny-L0.5-H0.9" / TERM_SHARES_FILE, resumed=False).add(0, {"ce": 5.0, "kl": 4.0, "hidden": 1.0})
+    TermShareLog(root / "tiny-L0.5-H0.9" / TERM_SHARES_FILE, resumed=True).add(9, {"ce": 4.0, "kl": 4.0, "hidden": 2.0})
     assert main(["summary", str(path), "--finalists", "2", "--set", f"output.root={root}"]) == 0
     out = capsys.readouterr().out
     ranked = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
@@ -142,7 +145,8 @@ def test_summary_ranks_by_dev_ce_never_by_the_weighted_objective(tmp_path: Path,
     assert "Finalists (top 2 by dev CE): tiny-L0.5-H0.9, tiny-L0.5-H0.1" in out
     assert "| – | tiny-L0.9-H0.1 | 0.9 | 0.1 | – |" in out and "finished |" in out
     assert "| 5 | tiny-L0.9-H0.9 | 0.9 | 0.9 | nan |" in out
-    assert "| 3.2000 | 24.53 | 0.660 | 10 | finished |" in out
+    assert "| 3.2000 | 24.53 | 0.660 | kl 40/40 · hidden 10/20 | 10 | finished |" in out  # shares at steps 0 and 9
+    assert "| 3.2000 | 24.53 | 0.640 | – | 10 | finished |" in out  # a point that measured none
     assert "6 points, 6 finished, 0 pending" in out
     assert summary_path(grid, [f"output.root={root}"]).read_text() == out  # written next to the runs as well
 
@@ -224,7 +228,8 @@ def test_grid_points_run_skip_when_finished_resume_when_interrupted(tiny_grid, c
               for i in (0, 3)}
     results = [read_point(p, runs[p.index].output.run_dir) for p in grid.points]
     assert [r.point.index for r in rank(results)] == sorted((0, 3), key=dev_ce.get)
-    assert f"| {dev_ce[0]:.4f} | {math.exp(dev_ce[0]):.2f} | 0.562* | 4 | finished |" in out
+    shares = r" \| kl \d+/\d+/\d+ · hidden \d+/\d+/\d+ \| "  # measured by the run at steps 0, 2 and 3
+    assert re.search(re.escape(f"| {dev_ce[0]:.4f} | {math.exp(dev_ce[0]):.2f} | 0.562*") + shares + r"4 \| finished \|", out)
     assert out.count("| pending |") == 2 and "2 finished, 2 pending" in out
 
 
@@ -244,9 +249,9 @@ def test_summary_shows_a_point_the_divergence_guard_stopped_and_leaves_it_out_of
 
     assert main(["summary", str(path), "--set", *overrides]) == 0
     out = capsys.readouterr().out
-    assert ("| – | lr100000000000 | 100000000000 | – | – | – | 2 | "
+    assert ("| – | lr100000000000 | 100000000000 | – | – | – | – | 2 | "
             "stopped at step 2: the weights became NaN/inf |") in out
-    assert "| – | lr0.01 | 0.01 | – | – | – | – | pending |" in out
+    assert "| – | lr0.01 | 0.01 | – | – | – | – | – | pending |" in out
     ranked = [line.split(" | ")[1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert ranked == ["lr0.003", "lr0.001"]
     assert "# Grid lr: 4 points, 2 finished, 1 stopped, 1 pending" in out
