@@ -22,12 +22,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from babykd.evaluate import parse_args as evaluate_args
-from babykd.evaluation import submission_sizes as sizes
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.submission import FAST_KEYS, track_revisions
-from babykd.evaluation.aoa import load_aoa_data
-from babykd.evaluation.submission_check import check_file, check_submission
+from babykd.evaluation.aoa import OFFICIAL_CONTEXTS, load_aoa_data
+from babykd.evaluation.submission_check import FAST_SUBTASKS, FULL_ITEMS, GLUE_ITEMS, check_file, check_submission
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.evaluation.suite_tasks import REGISTRY
 from babykd.rules import revision_words
 from babykd.submission import main
 from conftest import shared_or_skip
@@ -123,7 +123,7 @@ def aoa_order() -> tuple[tuple[str, int], ...]:
     try:
         data = load_aoa_data(SuiteData())
     except MissingEvalData:
-        return tuple((f"w{k // 20}", k % 20) for k in range(sizes.AOA_CONTEXTS))
+        return tuple((f"w{k // 20}", k % 20) for k in range(OFFICIAL_CONTEXTS))
     return tuple((word, k) for word, contexts in zip(data.words, data.contexts) for k in range(len(contexts)))
 
 
@@ -142,18 +142,16 @@ def complete_submission() -> dict:
         return {name: {"predictions": [{"id": f"{name}_{i}", "pred": "a"} for i in range(n)]}
                 for name, n in table.items()}
 
-    data = {key: part(table) for key, table in sizes.FULL.items() if isinstance(table, dict)}
+    data = {key: part(table) for key, table in FULL_ITEMS.items() if isinstance(table, dict)}
     for key, prob in (("wug_adj", 0.5), ("wug_past", 0.2)):
-        data[key] = {key: {"predictions": [{"id": i, "pred": "a", "prob": prob} for i in range(sizes.SINGLE[key])]}}
+        data[key] = {key: {"predictions": [{"id": i, "pred": "a", "prob": prob} for i in range(FULL_ITEMS[key])]}}
     data["reading"] = {"reading": {"predictions": [{"id": i, "pred": 3.0, "prev_pred": math.nan if i == 0 else 2.0}
-                                                   for i in range(sizes.SINGLE["reading"])]}}
+                                                   for i in range(FULL_ITEMS["reading"])]}}
     data["glue"] = {t: {"predictions": [{"id": f"{t}_{i}", "pred": i % GLUE_TASKS[t].num_labels} for i in range(n)]}
-                    for t, n in sizes.GLUE.items()}
+                    for t, n in GLUE_ITEMS.items()}
     data["aoa"] = aoa_part(aoa_order(), revisions)
     fast_values = {
-        "blimp": {k: 0.5 for k in sizes.BLIMP}, "blimp_supplement": {k: 0.5 for k in sizes.SUPPLEMENT},
-        "ewok": {k: 0.5 for k in sizes.EWOK},
-        "entity_tracking": {k: 0.5 for k in sizes.FAST_SUBTASKS["entity_tracking"]},
+        **{key: dict.fromkeys(subtasks, 0.5) for key, subtasks in FAST_SUBTASKS.items()},
         "wug_adj": {"wug_adj": -0.1}, "wug_past": {"wug_past": 0.3}, "reading": {"spr": 0.01, "rt": -0.002},
     }
     data["fast_eval_results"] = {key: [fast_values[key]] * len(revisions) for key in FAST_KEYS.values()}
@@ -211,8 +209,9 @@ def test_export_carries_the_submission_file_and_says_how_it_was_scored(run_dir, 
     assert f"{len(problems)} problem(s), e.g. `blimp: missing`" in card
 
 
-def test_size_tables_are_the_released_files_counts():
-    """The official collate's counts, recounted from the released data (BLiMP UIDs in lower case, as it compares)."""
+def test_each_tasks_counts_are_the_released_files_counts():
+    """The official collate's counts, as each task declares them, recounted from the released data (BLiMP UIDs in
+    lower case, as it compares)."""
     legacy = shared_or_skip("evaluation_data")
     suite = SuiteData(shared_or_skip("evaluation_data_2025.zip"))
 
@@ -221,18 +220,19 @@ def test_size_tables_are_the_released_files_counts():
 
     blimp = Counter(json.loads(line)["UID"].lower() for f in (legacy / "blimp_filtered").glob("*.jsonl")
                     for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
-    assert blimp == sizes.BLIMP
-    for folder, table in (("supplement_filtered", sizes.SUPPLEMENT), ("ewok_filtered", sizes.EWOK)):
-        assert {f.stem.lower(): len(lines(f.read_bytes())) for f in (legacy / folder).glob("*.jsonl")} == table
+    assert blimp == REGISTRY["blimp_filtered"].items
+    for task in ("blimp_supplement", "ewok_filtered"):
+        folder = legacy / REGISTRY[task].legacy_folder
+        assert {f.stem.lower(): len(lines(f.read_bytes())) for f in folder.glob("*.jsonl")} == REGISTRY[task].items
     entity = Counter(f"{split}_{row['numops']}_ops" for split in ("regular", "ambiref", "move_contents")
                      for row in lines(suite.read_bytes(f"full_eval/entity_tracking/{split}.jsonl")))
-    assert entity == sizes.ENTITY_TRACKING
-    for key, task in (("wug_adj", "wug_adj_nominalization"), ("wug_past", "wug_past_tense")):
-        assert len(lines(suite.read_bytes(f"full_eval/{task}/{task}.jsonl"))) == sizes.SINGLE[key]
+    assert entity == REGISTRY["entity_tracking"].items
+    for task in ("wug_adj_nominalization", "wug_past_tense"):
+        assert len(lines(suite.read_bytes(f"full_eval/{task}/{task}.jsonl"))) == REGISTRY[task].items
     reading_rows = suite.read_bytes("full_eval/reading/reading_data.csv").decode().strip().splitlines()[1:]
-    assert len(reading_rows) == sizes.SINGLE["reading"]
-    glue = {t: len(lines(suite.read_bytes(f"full_eval/glue_filtered/{t}.valid.jsonl"))) for t in sizes.GLUE}
-    assert glue == sizes.GLUE
+    assert len(reading_rows) == REGISTRY["reading"].items
+    assert {name: len(lines(suite.read_bytes(task.file("valid")))) for name, task in GLUE_TASKS.items()} == GLUE_ITEMS
+    assert load_aoa_data(suite).n_contexts == OFFICIAL_CONTEXTS
 
 
 def test_check_names_aoa_records_moved_across_words_or_out_of_the_official_form():

@@ -11,9 +11,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from babykd import REPO_ROOT
-from babykd.evaluation import suite, submission
-from babykd.evaluation.suite_tasks import REGISTRY
+from babykd.evaluation import suite, submission, submission_check
+from babykd.evaluation.suite_tasks import REGISTRY, SuiteTask
 from test_finetune import tiny_tokenizer
+from test_submission import complete_submission
 
 TOY_TASK = '''"""A toy task: which of two words follows "the"."""
 
@@ -28,20 +29,31 @@ def decode(where, record):
 TASK = SuiteTask(name="toy_pairs", column=50, full_folder="full_eval/toy_pairs", fast_folder=None,
                  scoring="accuracy", decode=decode, chance=0.5)
 '''
+#: The toy task as a part of the submission file: its key and the official collate step's count.
+TOY_SUBMISSION_TASK = TOY_TASK.replace("chance=0.5)", 'chance=0.5, submission_key="toy", items={"toy": 3})')
 
 
 def test_every_table_is_derived_from_the_registry():
     assert suite.SUITE_TASKS == tuple(REGISTRY)
     assert submission.FULL_KEYS[:-2] == tuple(suite.SUBMISSION_KEYS.values())
     assert set(submission.FAST_KEYS) == {f"{t}_fast" for t in REGISTRY if t not in suite.FULL_ONLY}
+    assert tuple(submission_check.FULL_ITEMS) == tuple(suite.SUBMISSION_KEYS.values())
+    assert set(submission_check.FAST_SUBTASKS) <= set(submission.FAST_KEYS.values())
+
+
+def test_a_submission_task_must_declare_its_items():
+    """Without counts `--check` could not tell a truncated part from a complete one."""
+    with pytest.raises(ValueError, match="task 'toy': a task with a submission key must declare its items"):
+        SuiteTask(name="toy", column=50, full_folder="full_eval/toy", fast_folder=None, scoring="accuracy",
+                  submission_key="toy")
 
 
 @pytest.fixture()
-def toy_task_file():
-    """The one new file; removed afterwards so the package is as it was."""
+def toy_task_file(request):
+    """The one new file (TOY_TASK, or the text the test is parametrized with); removed afterwards."""
     path = REPO_ROOT / "babykd" / "evaluation" / "suite_tasks" / "toy_pairs.py"
     assert not path.exists()
-    path.write_text(TOY_TASK, encoding="utf-8")
+    path.write_text(getattr(request, "param", TOY_TASK), encoding="utf-8")
     yield path
     path.unlink()
 
@@ -65,3 +77,16 @@ def test_a_new_task_is_one_file_scored_by_the_evaluate_command(toy_task_file, tm
     report = subprocess.run([sys.executable, "-m", "babykd.evaluation.report", str(model / "eval")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert report.returncode == 0 and "toy_pairs" in report.stdout, report.stderr
+
+
+@pytest.mark.parametrize("toy_task_file", [TOY_SUBMISSION_TASK], indirect=True)
+def test_a_new_submission_tasks_counts_are_checked_from_its_own_file(toy_task_file, tmp_path):
+    """`--check` knows the toy's key and its count from the task's file alone."""
+    data = complete_submission()
+    data["toy"] = {"toy": {"predictions": [{"id": f"toy_{i}", "pred": "cat"} for i in range(2)]}}
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    check = subprocess.run([sys.executable, "-m", "babykd.submission", "--check", str(path)],
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert check.returncode == 1, check.stderr
+    assert check.stdout.splitlines() == [f"{path}: toy.toy: 2 predictions, expected 3"]

@@ -7,7 +7,7 @@
 * `reading`    -- the 2025 reading task (surprisal, R^2-gain regressions); `stats` -- Spearman, OLS R^2;
 * `suite`      -- which data each 2025 task reads and how its score is formed, `evaluate_suite`;
 * `submission` -- official predictions files and the leaderboard submission file;
-* `submission_check` -- validation of any submission file against the official counts (`submission_sizes`);
+* `submission_check` -- validation of any submission file against the official counts (the tasks' own);
 * `report`     -- results file, tables, heat-map and learning curves (`python -m babykd.evaluation.report`);
 * `callback`   -- `EvaluationCallback` for the HF Trainer (2024 protocol, in memory).
 

@@ -69,6 +69,8 @@ from babykd.models import position_limit
 from babykd.rules import REVISIONS_DIR, TRACKS, check_revision_name, revision_words
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
+#: Surprisal records per revision the official collate step asserts (AOA_SIZE: the 504 CDI words' contexts).
+OFFICIAL_CONTEXTS = 8005
 CDI_FILE = "full_eval/aoa/cdi_human.csv"
 #: The months the CDI table may have (the pipeline uses those of 16..30 present).
 CDI_AGES = tuple(range(16, 31))

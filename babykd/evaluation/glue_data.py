@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class GlueTask:
     long_training: bool = False  # WSC: the pipeline's WSC_EPOCHS (30)
     metrics: tuple[str, ...] = ("accuracy", "f1", "mcc")
     metric_for_valid: str = "accuracy"
+    #: Predictions the official collate step asserts of the task (its released validation set's lines).
+    valid_items: int = field(kw_only=True)
 
     def file(self, split: str) -> str:
         return f"{GLUE_DIR}/{self.name}.{split}.jsonl"
@@ -56,13 +58,15 @@ class GlueTask:
 GLUE_TASKS: dict[str, GlueTask] = {
     t.name: t
     for t in (
-        GlueTask("boolq", ("question",), ("passage",), small_batch=True),
-        GlueTask("multirc", ("question", "answer"), ("paragraph",), "Question: {} Answer: {}", small_batch=True),
-        GlueTask("rte", ("sentence1",), ("sentence2",)),
-        GlueTask("wsc", ("span2_text", "span1_text"), ("text",), 'Does "{}" refer to "{}" in this passage?', long_training=True),
-        GlueTask("mrpc", ("sentence1",), ("sentence2",), metric_for_valid="f1"),
-        GlueTask("qqp", ("question1",), ("question2",), metric_for_valid="f1"),
-        GlueTask("mnli", ("premise",), ("hypothesis",), num_labels=3, metrics=("accuracy",)),
+        GlueTask("boolq", ("question",), ("passage",), small_batch=True, valid_items=1635),
+        GlueTask("multirc", ("question", "answer"), ("paragraph",), "Question: {} Answer: {}", small_batch=True,
+                 valid_items=2424),
+        GlueTask("rte", ("sentence1",), ("sentence2",), valid_items=139),
+        GlueTask("wsc", ("span2_text", "span1_text"), ("text",), 'Does "{}" refer to "{}" in this passage?',
+                 long_training=True, valid_items=52),
+        GlueTask("mrpc", ("sentence1",), ("sentence2",), metric_for_valid="f1", valid_items=204),
+        GlueTask("qqp", ("question1",), ("question2",), metric_for_valid="f1", valid_items=20215),
+        GlueTask("mnli", ("premise",), ("hypothesis",), num_labels=3, metrics=("accuracy",), valid_items=4908),
     )
 }
 

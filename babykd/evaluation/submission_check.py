@@ -4,7 +4,8 @@ Why our own check: the official collate step asserts its rules while it
 gathers predictions, so a file written any other way (ours, a hand-merged one,
 one damaged in transit) is never checked before upload. `check_submission`
 applies the same rules to the finished file -- the keys, every task's item
-count (`submission_sizes`), the revisions of the AoA surprisals and of the
+count (each task's `items` in the registry, GLUE's `valid_items`, AoA's
+`OFFICIAL_CONTEXTS`), the revisions of the AoA surprisals and of the
 fast metrics -- plus what the leaderboard reads from each item: field types,
 finite values in their ranges, and the AoA records' official form: six keys
 each and, per revision, one (word, context) order, the CDI word list's where
@@ -21,11 +22,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from babykd.evaluation import submission_sizes as sizes
-from babykd.evaluation.aoa import CONTEXTS_FILE, load_aoa_data
+from babykd.evaluation.aoa import CONTEXTS_FILE, OFFICIAL_CONTEXTS, load_aoa_data
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.submission import FAST_KEYS, FULL_KEYS, track_revisions
 from babykd.evaluation.suite_data import MissingEvalData, SuiteData
+from babykd.evaluation.suite_tasks import REGISTRY, Items
 from babykd.rules import revision_words
 
 Problems = list[str]
@@ -33,6 +34,14 @@ Problems = list[str]
 AoAOrder = Sequence[tuple[str, int]]
 #: The keys of an official surprisal record (``AoA_word/evaluation_functions.py``, ``analyze_steps``).
 AOA_KEYS = frozenset({"step", "word_count", "target_word", "context_id", "context", "surprisal"})
+#: The counts the official collate step asserts, from the tasks that own them: submission key -> items.
+FULL_ITEMS: dict[str, Items] = {t.submission_key: t.items for t in REGISTRY.values() if t.submission_key}
+#: (Super)GLUE: task -> predictions.
+GLUE_ITEMS: dict[str, int] = {name: task.valid_items for name, task in GLUE_TASKS.items()}
+#: The subtasks each revision's fast metrics must name: submission key -> subtasks.
+FAST_SUBTASKS: dict[str, frozenset[str]] = {
+    t.submission_key: t.fast_subtasks for t in REGISTRY.values() if t.submission_key and t.fast_subtasks
+}
 
 
 def _finite(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
@@ -72,9 +81,7 @@ def _row_problem(key: str, row: Any) -> str | None:
     return None
 
 
-def _check_counts(
-    where: str, rows_by_subtask: dict[str, list], expected: dict[str, int] | int, problems: Problems
-) -> None:
+def _check_counts(where: str, rows_by_subtask: dict[str, list], expected: Items, problems: Problems) -> None:
     """Subtask names (lower case, as the collate step compares them) and each subtask's prediction count."""
     if isinstance(expected, int):
         if len(rows_by_subtask) != 1:
@@ -200,12 +207,12 @@ def _check_aoa(part: Any, revisions: tuple[str, ...], official: AoAOrder | None,
     for name in revisions:
         if name not in orders:
             problems.append(f"aoa: revision {name} missing")
-        elif len(orders[name]) != sizes.AOA_CONTEXTS:
-            problems.append(f"aoa: revision {name} has {len(orders[name])} records, expected {sizes.AOA_CONTEXTS}")
+        elif len(orders[name]) != OFFICIAL_CONTEXTS:
+            problems.append(f"aoa: revision {name} has {len(orders[name])} records, expected {OFFICIAL_CONTEXTS}")
     extra = sorted(set(orders) - set(revisions))
     if extra:
         problems.append(f"aoa: revisions not in the track's list: {', '.join(extra)}")
-    complete = {name: orders[name] for name in revisions if len(orders.get(name, ())) == sizes.AOA_CONTEXTS}
+    complete = {name: orders[name] for name in revisions if len(orders.get(name, ())) == OFFICIAL_CONTEXTS}
     _check_aoa_order(complete, official, problems)
 
 
@@ -221,7 +228,7 @@ def _fast_value_problem(key: str, value: Any) -> str | None:
     bad = {k: v for k, v in value.items() if not _finite(v, low, 1.0)}
     if bad:
         return f"values outside [{low:g}, 1] or not finite: {bad}"
-    expected = sizes.FAST_SUBTASKS.get(key)
+    expected = FAST_SUBTASKS.get(key)
     if expected is not None and {k.lower() for k in value} != expected:
         return f"{len(value)} subtasks, expected {len(expected)}"
     return None
@@ -261,14 +268,14 @@ def check_submission(data: Any, track: str = "strict-small", aoa_order: AoAOrder
             problems.append(f"{key}: missing")
     for key in sorted(set(data) - {*FULL_KEYS, "fast_eval_results"}):
         problems.append(f"{key}: unknown key")
-    for key, expected in sizes.FULL.items():
+    for key, expected in FULL_ITEMS.items():
         if key in data:
             rows = _predictions(key, data[key], problems)
             _check_counts(key, rows, expected, problems)
             _check_rows(key, rows, lambda row, key=key: _row_problem(key, row), problems)
     if "glue" in data:
         rows = _predictions("glue", data["glue"], problems)
-        _check_counts("glue", rows, sizes.GLUE, problems)
+        _check_counts("glue", rows, GLUE_ITEMS, problems)
         for task in set(rows) & set(GLUE_TASKS):
             _check_rows("glue", {task: rows[task]}, lambda row, task=task: _glue_row_problem(task, row), problems)
     if "aoa" in data:

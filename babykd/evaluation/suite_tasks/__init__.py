@@ -2,9 +2,9 @@
 
 Why a registry: a task's facts (our name, the official names, the submission key, its folders in
 the 2025 suite and the 2024 layout, whether it has a fast set, how a record is read and how the task
-is scored) used to live in a dozen tables across four files, and forgetting one was silent. Now
-each is one `SuiteTask` in its own file; `suite`, `--tasks`, collate, the check and the report derive
-their lists from `REGISTRY`. Adding a task is adding a file here (see `blimp.py`, 20 lines).
+is scored, how many items the official collate step expects of it) used to live in a dozen tables
+across five files, and forgetting one was silent. Now each is one `SuiteTask` in its own file; `suite`,
+`--tasks`, collate, the check and the report derive their lists from `REGISTRY`. Adding a task is adding a file here (see `blimp.py`, 20 lines).
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from babykd.evaluation import ranking
 
 #: How a task's choices become its score: accuracy per UID, Spearman's rho with human ratios,
 #: or the reading regressions (surprisal against reading times; `reading.py`).
 Scoring = Literal["accuracy", "correlation", "reading"]
+#: The predictions the official collate step asserts a submission holds of a task: subtask (lower case, as it
+#: compares them) -> count, or one count for a task with a single subtask of whatever name.
+Items = Mapping[str, int] | int
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,15 @@ class SuiteTask:
     aliases: tuple[str, ...] = field(default_factory=tuple)  # the official pipeline's names, accepted by --tasks
     #: The score of a model that knows nothing (two candidates: 0.5; a correlation: 0); None when it varies.
     chance: float | None = None
+    #: Its final-model predictions in a submission (the released files' line counts); needed with a submission key.
+    items: Items | None = field(default=None, hash=False)  # a dict: the spec stays hashable without it
+    #: The subtasks each revision's fast metrics must name in a submission; None: not checked by name.
+    fast_subtasks: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        # Why here: a submission task without counts would pass `--check` with any number of predictions.
+        if self.submission_key is not None and self.items is None:
+            raise ValueError(f"task {self.name!r}: a task with a submission key must declare its items")
 
     def folder(self, fast: bool) -> str:
         """Its folder inside the 2025 suite for the fast or the full sets (a full-only task: the full one)."""

@@ -12,7 +12,11 @@ def decode(where: str, record: dict[str, Any]) -> ranking.Candidates:
     return ranking.Candidates(stem(where), sentences, (phrase, phrase))
 
 
+#: Subtask -> items (the official collate step's; COMPS' data is not distributed with the 2025 zip).
+ITEMS: dict[str, int] = {"base": 49340, "wugs": 13896, "wugs_dist_before": 13896, "wugs_dist_in_between": 13896}
+
 TASK = SuiteTask(
     name="comps", column=6, full_folder="full_eval/comps", fast_folder=None, scoring="accuracy", decode=decode,
     submission_key="comps", chance=0.5,
+    items=ITEMS,
 )

@@ -18,4 +18,5 @@ TASK = SuiteTask(
     name="wug_adj_nominalization", column=4, full_folder="full_eval/wug_adj_nominalization",
     fast_folder="fast_eval/wug_adj_nominalization", scoring="correlation", decode=decode_wug("wug_adj"),
     submission_key="wug_adj", aliases=("wug_adj",), chance=0.0,
+    items=200,
 )
