@@ -11,7 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from babykd import REPO_ROOT
-from babykd.evaluation import suite, submission, submission_check
+from babykd.evaluation import submission, submission_check, suite, tasks
 from babykd.evaluation.suite_tasks import REGISTRY, SuiteTask
 from test_finetune import tiny_tokenizer
 from test_submission import complete_submission
@@ -31,6 +31,8 @@ TASK = SuiteTask(name="toy_pairs", column=50, full_folder="full_eval/toy_pairs",
 '''
 #: The toy task as a part of the submission file: its key and the official collate step's count.
 TOY_SUBMISSION_TASK = TOY_TASK.replace("chance=0.5)", 'chance=0.5, submission_key="toy", items={"toy": 3})')
+#: The toy task with a folder in the 2024 layout too.
+TOY_LEGACY_TASK = TOY_TASK.replace("chance=0.5)", 'chance=0.5, legacy_folder="toy_2024")')
 
 
 def test_every_table_is_derived_from_the_registry():
@@ -39,6 +41,13 @@ def test_every_table_is_derived_from_the_registry():
     assert set(submission.FAST_KEYS) == {f"{t}_fast" for t in REGISTRY if t not in suite.FULL_ONLY}
     assert tuple(submission_check.FULL_ITEMS) == tuple(suite.SUBMISSION_KEYS.values())
     assert set(submission_check.FAST_SUBTASKS) <= set(submission.FAST_KEYS.values())
+
+
+def test_the_2024_tasks_folders_are_the_registrys():
+    """The 2024 protocol's tasks and folders (tasks.TASK_FOLDERS, as it was) are the registry's legacy folders."""
+    assert tasks.TASK_FOLDERS == {"blimp_filtered": "blimp_filtered", "blimp_supplement": "supplement_filtered",
+                                  "ewok_filtered": "ewok_filtered"}
+    assert set(tasks.DEFAULT_TASKS) == set(tasks.TASK_FOLDERS)
 
 
 def test_a_submission_task_must_declare_its_items():
@@ -90,3 +99,15 @@ def test_a_new_submission_tasks_counts_are_checked_from_its_own_file(toy_task_fi
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert check.returncode == 1, check.stderr
     assert check.stdout.splitlines() == [f"{path}: toy.toy: 2 predictions, expected 3"]
+
+
+@pytest.mark.parametrize("toy_task_file", [TOY_LEGACY_TASK], indirect=True)
+def test_a_new_tasks_2024_folder_is_read_from_its_own_file(toy_task_file, tmp_path):
+    """The 2024 protocol finds the toy by name in --data-dir from the task's file alone."""
+    (tmp_path / "toy_2024").mkdir()
+    (tmp_path / "toy_2024" / "toy.jsonl").write_text(
+        "".join(json.dumps({"sentence_good": f"the {g}", "sentence_bad": f"the {b}"}) + "\n"
+                for g, b in [("cat", "the"), ("dog", "a")]))
+    probe = f"from babykd.evaluation.tasks import load_task; print(load_task('toy_pairs', {str(tmp_path)!r}).n_items)"
+    run = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "2", run.stderr

@@ -8,9 +8,10 @@ BabyLM 2024 pipeline uses:
 * EWoK-style ``{"Context1": ..., "Target1": ..., "Target2": ...}``: ``Target1``
   is correct given ``Context1``.
 
-The three official sets are found by name under a data directory; any other
-directory of such files is a user task. Bad input fails loudly with the file
-and line, because a silently skipped line changes a published number.
+The three official sets are found by name under a data directory (their
+folders are the task registry's `legacy_folder`s, `babykd.evaluation.suite_tasks`);
+any other directory of such files is a user task. Bad input fails loudly with
+the file and line, because a silently skipped line changes a published number.
 """
 
 from __future__ import annotations
@@ -25,14 +26,7 @@ from typing import Iterable, Sequence
 from babykd import REPO_ROOT
 from babykd.errors import UserError
 
-#: Official task name -> folder under the evaluation data directory (BabyLM 2024 layout).
-TASK_FOLDERS: dict[str, str] = {
-    "blimp_filtered": "blimp_filtered",
-    "blimp_supplement": "supplement_filtered",
-    "ewok_filtered": "ewok_filtered",
-}
-
-#: The order the seeds' tables use.
+#: The 2024 protocol's tasks, in the order the seeds' tables use (each one's folder: `legacy_folders`).
 DEFAULT_TASKS: tuple[str, ...] = ("blimp_supplement", "blimp_filtered", "ewok_filtered")
 
 #: JSON fields of the two item layouts: (context field or None, correct field, wrong field).
@@ -40,6 +34,24 @@ _LAYOUTS: tuple[tuple[str | None, str, str], ...] = (
     (None, "sentence_good", "sentence_bad"),
     ("Context1", "Target1", "Target2"),
 )
+
+
+def legacy_folders() -> dict[str, str]:
+    """Official task name -> its folder under the evaluation data directory (BabyLM 2024 layout), from the registry.
+
+    Imported when called, not with this module: the registry's task modules import the ranking rules, which
+    import this module (through the scorer).
+    """
+    from babykd.evaluation.suite_tasks import REGISTRY
+
+    return {t.name: t.legacy_folder for t in REGISTRY.values() if t.legacy_folder is not None}
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    """``TASK_FOLDERS``, the name the commands and the config import: `legacy_folders` (PEP 562)."""
+    if name == "TASK_FOLDERS":
+        return legacy_folders()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TaskDataError(UserError, ValueError):
@@ -95,21 +107,21 @@ def flat_folder_hint(root: Path) -> str:
 
 def resolve_task_dir(task: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
     """(task name, directory) for an official task name or a user's directory path."""
-    task = str(task)
-    if task in TASK_FOLDERS:
+    task, folders = str(task), legacy_folders()
+    if task in folders:
         root = Path(data_dir) if data_dir is not None else default_data_dir()
-        folder = root / TASK_FOLDERS[task]
+        folder = root / folders[task]
         if not folder.is_dir():
             raise TaskDataError(
                 f"task {task!r}: folder {folder} not found; pass --data-dir (or set BABYKD_EVAL_DATA) "
-                f"to a directory holding {', '.join(sorted(set(TASK_FOLDERS.values())))}/" + flat_folder_hint(root)
+                f"to a directory holding {', '.join(sorted(set(folders.values())))}/" + flat_folder_hint(root)
             )
         return task, folder
     path = Path(task).expanduser()
     if path.is_dir():
         return path.resolve().name, path
     raise TaskDataError(
-        f"unknown task {task!r}: not one of {', '.join(TASK_FOLDERS)} and not a directory of JSONL files"
+        f"unknown task {task!r}: not one of {', '.join(folders)} and not a directory of JSONL files"
     )
 
 
