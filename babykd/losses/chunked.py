@@ -72,7 +72,7 @@ def chunked_soft_target_kl(
     _check_rows(student, teachers, weights)
     chunk = chunk_rows or default_chunk_rows(student)
     return _SoftTargetKL.apply(
-        student, weights, _needs_gradient(student), float(temperature), combine, _floored(divisor, student), chunk,
+        student, weights, needs_gradient(student), float(temperature), combine, floored_divisor(divisor, student), chunk,
         *teachers,
     )
 
@@ -89,7 +89,7 @@ def chunked_cross_entropy(
     if targets.shape != (student.size(0),):
         raise ValueError(f"expected {student.size(0)} targets (one per row), got shape {tuple(targets.shape)}")
     chunk = chunk_rows or default_chunk_rows(student)
-    return _CrossEntropy.apply(student, weights, _needs_gradient(student), targets, _floored(divisor, student), chunk)
+    return _CrossEntropy.apply(student, weights, needs_gradient(student), targets, floored_divisor(divisor, student), chunk)
 
 
 # ----------------------------------------------------------------------------- per-chunk arithmetic
@@ -173,20 +173,20 @@ class _SoftTargetKL(torch.autograd.Function):
         grad = torch.empty_like(student) if need_grad else None
         scale = temperature / divisor if need_grad else None
         total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for part in _chunks(student.size(0), chunk_rows):
+        for part in chunk_slices(student.size(0), chunk_rows):
             w = None if weights is None else weights[part]
             value, chunk_grad = _kernels.kl(
-                student[part], [t[part] for t in teachers], temperature, combine, w, _row_scale(scale, w)
+                student[part], [t[part] for t in teachers], temperature, combine, w, row_scale(scale, w)
             )
             total += value
-            _store(grad, part, chunk_grad)
+            store_rows(grad, part, chunk_grad)
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         n_other_inputs = len(ctx.needs_input_grad) - 1
-        return (_scaled_gradient(ctx, grad_output), *([None] * n_other_inputs))
+        return (scaled_gradient(ctx, grad_output), *([None] * n_other_inputs))
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -200,23 +200,23 @@ class _CrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(student) if need_grad else None
         scale = 1.0 / divisor if need_grad else None
         total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for part in _chunks(student.size(0), chunk_rows):
+        for part in chunk_slices(student.size(0), chunk_rows):
             w = None if weights is None else weights[part]
-            value, chunk_grad = _kernels.ce(student[part], targets[part], w, _row_scale(scale, w))
+            value, chunk_grad = _kernels.ce(student[part], targets[part], w, row_scale(scale, w))
             total += value
-            _store(grad, part, chunk_grad)
+            store_rows(grad, part, chunk_grad)
         ctx.save_for_backward(grad)
         return total / divisor
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        return _scaled_gradient(ctx, grad_output), None, None, None, None, None
+        return scaled_gradient(ctx, grad_output), None, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _scaled_gradient(ctx: Any, grad_output: Tensor) -> Tensor | None:
+def scaled_gradient(ctx: Any, grad_output: Tensor) -> Tensor | None:
     """The stored ``dL/dstudent`` times the incoming gradient, in place.
 
     In place, so the backward pass adds no second ``[M, V]`` tensor.  A second
@@ -227,12 +227,12 @@ def _scaled_gradient(ctx: Any, grad_output: Tensor) -> Tensor | None:
     return None if grad is None else grad.mul_(grad_output)
 
 
-def _chunks(n_rows: int, chunk_rows: int) -> list[slice]:
+def chunk_slices(n_rows: int, chunk_rows: int) -> list[slice]:
     """The contiguous row slices of the chunks."""
     return [slice(start, start + chunk_rows) for start in range(0, n_rows, chunk_rows)]
 
 
-def _floored(divisor: Divisor, student: Tensor) -> Tensor:
+def floored_divisor(divisor: Divisor, student: Tensor) -> Tensor:
     """The divisor as a 0-dim fp32 tensor on `student`'s device, at least 1 (0 scored rows give 0, not NaN).
 
     A tensor so that a count kept on the device is never read on the host; an int
@@ -243,19 +243,19 @@ def _floored(divisor: Divisor, student: Tensor) -> Tensor:
     return torch.full((), float(max(int(divisor), 1)), device=student.device)
 
 
-def _row_scale(scale: Tensor | None, weights: Tensor | None) -> Tensor | None:
+def row_scale(scale: Tensor | None, weights: Tensor | None) -> Tensor | None:
     """The gradient's factor for one chunk: 0-dim, or ``[rows, 1]`` with each row's weight in it."""
     if scale is None or weights is None:
         return scale
     return scale * weights.unsqueeze(1)
 
 
-def _needs_gradient(student: Tensor) -> bool:
+def needs_gradient(student: Tensor) -> bool:
     """Decided outside the Function: inside its forward, grad mode is always off."""
     return torch.is_grad_enabled() and student.requires_grad
 
 
-def _store(grad: Tensor | None, part: slice, values: Tensor | None) -> None:
+def store_rows(grad: Tensor | None, part: slice, values: Tensor | None) -> None:
     if grad is not None and values is not None:
         grad[part] = values
 

@@ -15,18 +15,27 @@ push the student to give the other tokens zero mass; what it loses is only how
 the teacher spreads the rest mass (at most q_rest of signal per position; the
 cache's build records the mean mass its top k hold).
 
-The student's full-vocabulary normaliser is computed in row chunks under
-activation checkpointing, so no fp32 ``[N, V]`` tensor is kept for the backward
-pass (as in :mod:`babykd.losses.chunked`).
+Value and gradient are computed together, in row chunks, as in :mod:`babykd.losses.chunked`: no
+fp32 ``[N, V]`` work tensor outlives its chunk, the gradient (closed form, see `sparse_kl_chunk`)
+is stored once in the logits' dtype, and nothing is recomputed in the backward pass.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
-from babykd.losses.chunked import default_chunk_rows
+from babykd.losses.chunked import (
+    chunk_slices,
+    default_chunk_rows,
+    floored_divisor,
+    needs_gradient,
+    row_scale,
+    scaled_gradient,
+    store_rows,
+)
 from babykd.losses.logit import NORMALIZATIONS, Normalization
 from babykd.losses.positions import scored_positions, weighted_sum
 from babykd.losses.teacher_targets import check_choice, check_temperature
@@ -44,20 +53,71 @@ def top_k_targets(teacher_log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return ids, values
 
 
-def _rows_kl(student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: float, weights: Tensor | None) -> Tensor:
-    """The coarsened KL of each row of one chunk, weighted by `weights` (None: 1), summed (see the module docstring)."""
-    scaled = student_rows.float() / temperature
+def sparse_kl_chunk(
+    student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: float, weights: Tensor | None,
+    scale: Tensor | None,
+) -> tuple[Tensor, Tensor | None]:
+    """One chunk's weighted coarsened KL summed over its rows and, with `scale`, its gradient.
+
+    The value is the module docstring's sum. The gradient with respect to the scaled logits
+    ``s = z / T`` has a closed form (p = softmax(s), Q = Σ_K q, c = q_rest where the rest term is
+    active, else 0)::
+
+        ∂/∂s_i = p_i·(Q + c) − q_i·[i ∈ K] − c·p_i·[i ∉ K] / p_rest
+
+    so it is computed here, in one pass, instead of by autograd through a checkpointed recompute;
+    `scale` (``T·w / divisor``, 0-dim or ``[rows, 1]``) turns it into the gradient of the term.
+    """
+    scaled = student_rows.to(torch.float32, copy=True).div_(temperature)
     normaliser = scaled.logsumexp(dim=-1, keepdim=True)
     log_p = scaled.gather(-1, ids) - normaliser
     q = log_q.exp()
     kl = (q * (log_q - log_p)).sum(dim=-1)
+    rest_weight = None
     if ids.size(-1) < scaled.size(-1):  # less than the whole vocabulary: the rest outcome
         q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
         outside = scaled.scatter(-1, ids, torch.finfo(torch.float32).min)
-        log_p_rest = (outside.logsumexp(dim=-1) - normaliser.squeeze(-1)).clamp(min=MIN_LOG_REST)
+        raw_log_p_rest = outside.logsumexp(dim=-1) - normaliser.squeeze(-1)
+        log_p_rest = raw_log_p_rest.clamp(min=MIN_LOG_REST)
         log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
         kl = kl + torch.where(q_rest > 0, q_rest * (log_q_rest - log_p_rest), 0.0)
-    return weighted_sum(kl, weights)
+        active = (q_rest > 0) & (raw_log_p_rest > MIN_LOG_REST)  # a clamped log p_rest has no gradient
+        rest_weight = torch.where(active, q_rest, 0.0)
+    total = weighted_sum(kl, weights)
+    if scale is None:
+        return total, None
+    p = scaled.sub_(normaliser).exp_()
+    coefficient = q.sum(dim=-1) if rest_weight is None else q.sum(dim=-1) + rest_weight
+    grad = p * coefficient.unsqueeze(-1)
+    if rest_weight is not None:
+        per_outside = (rest_weight / log_p_rest.exp()).unsqueeze(-1)  # clamped: inactive rows divide 0 by > 0
+        grad.sub_(p.scatter_(-1, ids, 0.0).mul_(per_outside))
+    grad.scatter_add_(-1, ids, -q)
+    return total, grad.mul_(scale).to(student_rows.dtype)
+
+
+class _SparseKL(torch.autograd.Function):
+    """Forward computes the value and (if needed) ``dL/dstudent``; backward only scales it by the upstream gradient."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, rows: Tensor, ids: Tensor, log_q: Tensor, weights: Tensor | None, need_grad: bool,
+        temperature: float, divisor: Tensor, chunk_rows: int,
+    ) -> Tensor:
+        grad = torch.empty_like(rows) if need_grad else None
+        scale = temperature / divisor if need_grad else None
+        total = torch.zeros((), dtype=torch.float32, device=rows.device)
+        for part in chunk_slices(rows.size(0), chunk_rows):
+            w = None if weights is None else weights[part]
+            value, chunk_grad = sparse_kl_chunk(rows[part], ids[part], log_q[part], temperature, w, row_scale(scale, w))
+            total += value
+            store_rows(grad, part, chunk_grad)
+        ctx.save_for_backward(grad)
+        return total * (temperature**2 / divisor)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        return (scaled_gradient(ctx, grad_output), *([None] * 7))
 
 
 def sparse_kl_distillation_loss(
@@ -93,13 +153,5 @@ def sparse_kl_distillation_loss(
         scored = scored_positions(labels)
         weights, divisor = scored.weights, scored.count
     step = chunk_rows or default_chunk_rows(rows)
-    total = rows.new_zeros((), dtype=torch.float32)
-    for start in range(0, rows.size(0), step):
-        part = slice(start, start + step)
-        w = None if weights is None else weights[part]
-        if torch.is_grad_enabled() and rows.requires_grad:
-            total = total + checkpoint(_rows_kl, rows[part], ids[part], log_q[part], temperature, w,
-                                       use_reentrant=False)
-        else:
-            total = total + _rows_kl(rows[part], ids[part], log_q[part], temperature, w)
-    return total * temperature**2 / divisor
+    return _SparseKL.apply(rows, ids, log_q, weights, needs_gradient(rows), float(temperature),
+                           floored_divisor(divisor, rows), step)
