@@ -1,23 +1,35 @@
-"""Candidates that share a long context, scored with that context computed once.
+"""Requests scored with every token prefix they share computed once: a token trie packed into rows.
 
-An entity-tracking item is a context of 100-300 tokens followed by five short options; the flat
-scorer (`scorer.loglikelihoods`) runs the context once per option, 78% of the task's tokens.
-Here each item is ONE row: the longest token prefix common to its candidates, then every
-candidate's own tokens one after the other. A 4D attention mask lets a candidate's token see the
-prefix and the earlier tokens of its own candidate only, and its position id continues from the
-prefix, so each candidate token computes exactly what it would after the prefix alone: the scores
-equal the flat path's up to float rounding (tests/test_prefix_scorer.py). One forward pass per
-batch of items and no key/value copies (an earlier KV-cache version spent 22% of its time copying
-the cached prefix to each candidate).
+In a causal LM a position's hidden state depends only on the tokens up to it, so two requests that
+begin with the same tokens compute the same states there. The suite is full of such prefixes: an
+entity-tracking item's five options continue one 100-300 token context, and items of one scenario
+share most of it across items (3.44M input tokens, 0.13M distinct prefixes, demo tokenizer); a
+BLiMP pair shares the words before its first difference (0.44M tokens, 0.27M distinct); a reading
+context is the previous word's context plus one word.
 
-Padding: rows of different widths are right-padded, so the causal part of the mask keeps every
-real query off the padding; a padded query sees the prefix (an all-masked row would be NaN) and
-is never read. GPT-2's learned positions and Llama's rotary ones both take the position ids.
+So the requests' inputs are sorted and laid out as a trie in depth-first order, one trie node per
+column: a row holds a subtree of it (`pack_rows`). Node k is an ancestor of node q exactly when
+k <= q < end[k], end[k] being where k's subtree ends in the row, and a 4D attention mask made of
+that inequality lets every node see its ancestors only; its position id is its depth. Each node
+then computes exactly what it computes in its own request, so the scores equal the flat scorer's
+up to float rounding (tests/test_prefix_scorer.py). Logits are computed only at the nodes whose
+next token is scored: the hidden states there are gathered before the vocabulary projection
+(`scorer.logits_at`), so neither padding nor unscored context reaches the LM head.
+
+Which requests share a row is a cost decision (`PackingCost`): a masked row of width L costs
+about a*L + b*L^2 FLOPs (the layers, then the attention over every pair of columns), so a request
+joins the current row only if its unshared tokens cost less there than in a row of its own.
+Sharing wins for long common prefixes, and a BLiMP sentence unrelated to the previous one starts
+a new row instead of making the attention of a long one quadratic.
+
+Padding: rows of different widths are right-padded; a padded column's subtree is "the rest of the
+row", so no real node sees it and a padded query sees at least itself (an all-masked query would
+be NaN, and NaN values times a zero weight would leak into real rows).
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -25,32 +37,11 @@ import torch
 from tqdm.auto import tqdm
 
 from babykd.evaluation.scorer import (
-    Request, accepts_logits_to_keep, default_batch_tokens, plan_batches, scoring_mode, split_sizes, to_device,
-    token_logprobs,
+    Request, check_dtype, default_batch_tokens, logits_at, plan_batches, scoring_mode, to_device,
 )
 
 #: Attention implementations that take a custom 4D mask (flash attention does not).
 MASKED_ATTENTION = ("sdpa", "eager")
-
-
-def shared_length(requests: Sequence[Request]) -> int:
-    """Prefix tokens run once: common to every candidate, and before the input of any scored target.
-
-    Target i is predicted at input position i - 1, so the first scored target's input must be a
-    candidate's own token, not a prefix one.
-    """
-    common = len(os.path.commonprefix([r.tokens for r in requests]))
-    return max(0, min([common] + [len(r.tokens) - r.n_scored - 1 for r in requests]))
-
-
-def worth_sharing(requests: Sequence[Request]) -> bool:
-    """The packed path when it saves at least half of the item's tokens (entity tracking; not BLiMP's pairs).
-
-    Below that the saving is small next to what a custom mask costs the attention (no causal
-    fast path), and a minimal pair's first differing token comes early.
-    """
-    saved = (len(requests) - 1) * shared_length(requests)
-    return saved > 0 and 2 * saved >= sum(len(r.tokens) - 1 for r in requests)
 
 
 def supports_packing(model: torch.nn.Module) -> bool:
@@ -58,80 +49,178 @@ def supports_packing(model: torch.nn.Module) -> bool:
     return getattr(model.config, "_attn_implementation", None) in MASKED_ATTENTION
 
 
-def packed_width(group: Sequence[Request], shared: int) -> int:
-    """Columns of a group's row: its prefix once, then each candidate's inputs after it."""
-    return shared + sum(len(r.tokens) - 1 - shared for r in group)
+@dataclass(frozen=True)
+class PackingCost:
+    """FLOPs of one forward pass: `per_token` per column, `per_pair` per (query, key) column pair, `per_logit` per LM-head row."""
+
+    per_token: float
+    per_pair: float
+    per_logit: float
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "PackingCost":
+        """2 FLOPs per weight of the layers, 4*d per attention pair and layer (QK^T and AV), 2*d*V per logit row.
+
+        The layers' weights are the base model's parameters outside its embedding tables (lookups, no FLOPs).
+        """
+        base = model.base_model
+        tables = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Embedding))
+        body = sum(p.numel() for p in base.parameters()) - tables
+        config = model.config
+        return cls(2.0 * body, 4.0 * config.hidden_size * config.num_hidden_layers,
+                   2.0 * config.hidden_size * config.vocab_size)
+
+    def row(self, width: int) -> float:
+        """The layers' FLOPs of a row `width` columns wide (the LM head is counted per logit, apart)."""
+        return self.per_token * width + self.per_pair * width * width
 
 
-def _packed_logprobs(
-    model: torch.nn.Module, groups: Sequence[Sequence[Request]], shared: Sequence[int], device: torch.device
-) -> torch.Tensor:
-    """Summed scored log-probs of every request of `groups` (in order), one row per group."""
-    width = max(packed_width(g, p) for g, p in zip(groups, shared))
-    ids = np.zeros((len(groups), width), dtype=np.int64)
-    targets = np.zeros((len(groups), width), dtype=np.int64)
-    positions = np.zeros((len(groups), width), dtype=np.int64)
-    owner = np.full((len(groups), width), -1, dtype=np.int64)  # candidate of each column (-1: prefix, padding)
-    scored = np.full((len(groups), width), -1, dtype=np.int64)  # request whose score a column adds to
-    n = 0
-    for row, (group, p) in enumerate(zip(groups, shared)):
-        ids[row, :p] = group[0].tokens[:p]
-        positions[row, :p] = np.arange(p)
-        column = p
-        for request in group:
-            inputs = len(request.tokens) - 1 - p
-            end = column + inputs
-            ids[row, column:end] = request.tokens[p:-1]
-            targets[row, column:end] = request.tokens[p + 1:]
-            positions[row, column:end] = np.arange(p, p + inputs)
-            owner[row, column:end] = n
-            scored[row, end - request.n_scored:end] = n
-            column, n = end, n + 1
-    owner_t = to_device(owner, device)
-    query, key = torch.arange(width, device=device)[:, None], torch.arange(width, device=device)[None, :]
-    prefix = to_device(np.array(shared), device)[:, None, None]
-    sees = (key < prefix) | (owner_t[:, None, :] == owner_t[:, :, None])  # the prefix, or its own candidate
-    mask = ((key <= query) & sees)[:, None]
+@dataclass
+class Row:
+    """One packed row: trie nodes in depth-first order, and the scored targets read from them."""
+
+    tokens: list[int] = field(default_factory=list)  # the input token of each node
+    depths: list[int] = field(default_factory=list)  # its position id
+    ends: list[int] = field(default_factory=list)  # where its subtree ends (exclusive)
+    columns: list[int] = field(default_factory=list)  # per scored target: the node predicting it
+    targets: list[int] = field(default_factory=list)  # the target token
+    owners: list[int] = field(default_factory=list)  # the index of the request it belongs to
+    path: list[int] = field(default_factory=list)  # the columns of the last request's input, by depth
+
+    def add(self, request: Request, owner: int, shared: int) -> None:
+        """Append `request`, whose input shares its first `shared` tokens with the previous request's."""
+        width = len(self.tokens)
+        for column in self.path[shared:]:  # the previous request's unshared nodes: their subtrees end here
+            self.ends[column] = width
+        inputs = request.tokens[:-1]
+        new = len(inputs) - shared
+        self.tokens.extend(inputs[shared:])
+        self.depths.extend(range(shared, len(inputs)))
+        self.ends.extend([-1] * new)  # set when the subtree is left (`add`, `close`)
+        self.path = self.path[:shared] + list(range(width, width + new))
+        first = len(inputs) - request.n_scored  # input position p predicts token p + 1
+        self.columns.extend(self.path[first:])
+        self.targets.extend(request.tokens[first + 1:])
+        self.owners.extend([owner] * request.n_scored)
+
+    def close(self) -> None:
+        """End the subtrees still open at the row's end."""
+        for column in self.path:
+            self.ends[column] = len(self.tokens)
+        self.path = []
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix, by bisection on slice equality (compared in C, not per token)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def pack_rows(requests: Sequence[Request], cost: PackingCost, max_width: int) -> list[Row]:
+    """The requests (each with a scored token) as trie rows; a request joins a row where that is cheaper.
+
+    Sorted inputs put each request next to the one it shares most with (for sorted sequences the
+    longest common prefix with any earlier one is the one with the previous), so a row is a
+    depth-first walk of its part of the trie. A row grows past `max_width` only with a request that
+    adds no node; a request longer than it gets a row of its own.
+    """
+    order = sorted(range(len(requests)), key=lambda i: requests[i].tokens[:-1])
+    rows: list[Row] = []
+    row, previous = Row(), ()
+    for i in order:
+        inputs = requests[i].tokens[:-1]
+        shared = common_prefix_length(previous, inputs) if row.tokens else 0
+        width, new = len(row.tokens), len(inputs) - shared
+        if row.tokens and new and (width + new > max_width or cost.row(width + new) - cost.row(width) > cost.row(len(inputs))):
+            row.close()
+            rows.append(row)
+            row, shared = Row(), 0
+        row.add(requests[i], i, shared)
+        previous = inputs
+    if row.tokens:
+        row.close()
+        rows.append(row)
+    return rows
+
+
+def _row_logprobs(
+    model: torch.nn.Module, rows: Sequence[Row], device: torch.device
+) -> tuple[torch.Tensor, np.ndarray]:
+    """(log-prob of every scored target of `rows`, their owners), one forward pass for the batch."""
+    width = max(len(r.tokens) for r in rows)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    depths = np.zeros((len(rows), width), dtype=np.int64)
+    ends = np.full((len(rows), width), width, dtype=np.int64)  # padding: a subtree reaching the row's end
+    for b, row in enumerate(rows):
+        ids[b, : len(row.tokens)], depths[b, : len(row.depths)], ends[b, : len(row.ends)] = row.tokens, row.depths, row.ends
+    # Logits once per node that predicts a scored target; `where` maps each target to its node's logits.
+    flat = np.concatenate([b * width + np.asarray(r.columns, dtype=np.int64) for b, r in enumerate(rows)])
+    nodes, where = np.unique(flat, return_inverse=True)
+    column = torch.arange(width, device=device)
+    ends_t = to_device(ends, device)
+    mask = ((column[None, :] <= column[:, None]) & (column[:, None] < ends_t[:, None, :]))[:, None]
     if model.config._attn_implementation == "eager":  # eager adds the mask to the scores
         mask = torch.where(mask, 0.0, torch.finfo(torch.float32).min)
-    first = min(shared)  # no log-prob is read before the shortest prefix ends
-    kwargs = {"logits_to_keep": width - first} if accepts_logits_to_keep(model) else {}
-    logits = model(input_ids=to_device(ids, device), attention_mask=mask, position_ids=to_device(positions, device),
-                   use_cache=False, **kwargs).logits[:, -(width - first):]
-    logprobs = token_logprobs(logits, to_device(targets[:, first:], device))
-    index = to_device(scored[:, first:], device)
-    keep = index >= 0
-    return torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, index[keep], logprobs[keep].double())
+    with logits_at(model, to_device(nodes, device)):
+        logits = model(input_ids=to_device(ids, device), attention_mask=mask, position_ids=to_device(depths, device),
+                       use_cache=False).logits
+    targets = to_device(np.concatenate([np.asarray(r.targets, dtype=np.int64) for r in rows]), device)
+    owners = np.concatenate([np.asarray(r.owners, dtype=np.int64) for r in rows])
+    return torch.log_softmax(logits[0].float(), dim=-1)[to_device(where, device), targets], owners
 
 
-def prefix_scores(
+def packed_loglikelihoods(
     model: torch.nn.Module,
-    groups: Sequence[Sequence[Request]],
+    requests: Sequence[Request],
     *,
     dtype: str = "fp32",
     batch_tokens: int | None = None,
     progress: bool = True,
-) -> list[np.ndarray]:
-    """Log-likelihood of every request of every group (one float64 array per group).
+) -> np.ndarray:
+    """Log-likelihood of every request (float64, request order), shared prefixes computed once.
 
-    Every group must have a `shared_length` of at least 1 (see `worth_sharing`) and the model
-    must take a 4D mask (`supports_packing`).
+    The model must take a 4D mask (`supports_packing`); duplicates are scored once (they are one
+    trie path), and a request with nothing scored scores 0, as an empty sum does.
     """
-    shared = np.array([shared_length(g) for g in groups], dtype=np.int64)
-    if len(groups) and shared.min() < 1:
-        raise ValueError("prefix_scores needs groups whose candidates share at least one unscored token")
-    widths = np.array([packed_width(g, p) for g, p in zip(groups, shared)], dtype=np.int64)
-    order, outputs = [], []
+    check_dtype(dtype)
+    scores = np.zeros(len(requests))
+    live = [i for i, r in enumerate(requests) if r.n_scored]
+    if not live:
+        return scores
+    sums, owners = [], []
     with scoring_mode(model, dtype) as device, tqdm(
-        total=sum(len(g) for g in groups), unit="seq", desc="scoring (shared prefix)", disable=not progress, leave=False
+        total=len(live), unit="seq", desc="scoring (shared prefixes)", disable=not progress, leave=False
     ) as bar:
         budget = batch_tokens or default_batch_tokens(model, device)
-        for batch in plan_batches(widths, budget) if len(groups) else []:
-            outputs.append(_packed_logprobs(model, [groups[i] for i in batch], [int(shared[i]) for i in batch], device))
-            bar.update(sum(len(groups[i]) for i in batch))
-            order.extend(batch)
-    flat = torch.cat(outputs).double().cpu().numpy() if outputs else np.empty(0)  # one sync, at the end
-    scores: list[np.ndarray] = [np.empty(0)] * len(groups)
-    for i, group_scores in zip(order, split_sizes(flat, [len(groups[i]) for i in order])):
-        scores[i] = group_scores
+        rows = pack_rows([requests[i] for i in live], PackingCost.of(model), budget)
+        widths = np.array([len(r.tokens) for r in rows], dtype=np.int64)
+        for batch in plan_batches(widths, budget):
+            logprobs, batch_owners = _row_logprobs(model, [rows[b] for b in batch], device)
+            sums.append(logprobs.double())
+            owners.append(batch_owners)
+            bar.update(len(np.unique(batch_owners)))
+    flat_owners = np.concatenate(owners)
+    totals = torch.zeros(len(live), dtype=torch.float64, device=sums[0].device)
+    totals.index_add_(0, to_device(flat_owners, totals.device), torch.cat(sums))
+    scores[live] = totals.cpu().numpy()  # one sync, at the end
     return scores
+
+
+def packed_flops(model: torch.nn.Module, requests: Sequence[Request], batch_tokens: int | None = None) -> float:
+    """The FLOPs `packed_loglikelihoods` spends on `requests` (same budget), padding included, by `PackingCost`.
+
+    What the benchmark divides by its time to show the distance to the machine's matmul peak.
+    """
+    cost = PackingCost.of(model)
+    batch_tokens = batch_tokens or default_batch_tokens(model, next(model.parameters()).device)
+    rows = pack_rows([r for r in requests if r.n_scored], cost, batch_tokens)
+    widths = np.array([len(r.tokens) for r in rows], dtype=np.int64)
+    logits = sum(len(set(r.columns)) for r in rows)
+    layers = sum(len(batch) * cost.row(int(widths[batch].max())) for batch in plan_batches(widths, batch_tokens))
+    return float(layers + cost.per_logit * logits)

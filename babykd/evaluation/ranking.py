@@ -24,10 +24,12 @@ zero-shot sentence task the same way. The rules, as its code applies them:
 
 What is ours: the candidates are turned into `scorer.Request`s (tokens up to
 the last scored one; later tokens cannot change earlier log-probs in a causal
-LM) and scored by the same batched, de-duplicated `scorer.loglikelihoods` as
-the 2024 protocol, except items whose candidates share a long context (entity
-tracking): that context runs once, each candidate's tokens packed after it in
-the same row under a mask that hides the other candidates (`prefix_scorer`).
+LM) and scored with every token prefix they share computed once
+(`prefix_scorer`: an entity-tracking context once for its options and for the
+other items of its scenario, a minimal pair's words before its first
+difference once), logits only where a token is scored. A model whose attention
+takes no custom mask (flash attention) gets the flat batched scorer of the
+2024 protocol (`scorer.loglikelihoods`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from babykd.evaluation.prefix_scorer import prefix_scores, supports_packing, worth_sharing
+from babykd.evaluation.prefix_scorer import packed_loglikelihoods, supports_packing
 from babykd.evaluation.request_cache import cached_requests
 from babykd.evaluation.scorer import Request, loglikelihoods, split_sizes
 from babykd.evaluation.stats import spearman
@@ -105,6 +107,8 @@ def _encode_candidates(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list
 
 def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs: Any) -> np.ndarray:
     """Log-likelihoods; a request with nothing scored scores 0, as an empty masked sum does."""
+    if supports_packing(model):
+        return packed_loglikelihoods(model, requests, **kwargs)
     scores = np.zeros(len(requests))
     live = [i for i, r in enumerate(requests) if r.n_scored]
     if live:
@@ -113,22 +117,12 @@ def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs
 
 
 def score_candidates(model: torch.nn.Module, tokenizer: Any, items: Sequence[Candidates], **kwargs: Any) -> list[np.ndarray]:
-    """The score of every candidate of every item (one array per item).
+    """The score of every candidate of every item (one array per item), all items' requests scored together.
 
-    Items whose candidates share a long token prefix (entity tracking) run it once, their
-    candidates packed after it (`prefix_scorer`); the others go through the flat batched scorer.
+    Together, because items share prefixes too (the items of one entity-tracking scenario).
     """
-    groups = split_sizes(candidate_requests(tokenizer, items), [len(item.sentences) for item in items])
-    packing = supports_packing(model)
-    shared = [i for i, group in enumerate(groups) if packing and worth_sharing(group)]
-    flat = sorted(set(range(len(groups))) - set(shared))
-    out: list[np.ndarray] = [np.empty(0)] * len(groups)
-    for i, scores in zip(shared, prefix_scores(model, [groups[i] for i in shared], **kwargs)):
-        out[i] = scores
-    flat_scores = request_scores(model, [r for i in flat for r in groups[i]], **kwargs)
-    for i, scores in zip(flat, split_sizes(flat_scores, [len(groups[i]) for i in flat])):
-        out[i] = scores
-    return out
+    requests = candidate_requests(tokenizer, items)
+    return list(split_sizes(request_scores(model, requests, **kwargs), [len(item.sentences) for item in items]))
 
 
 def choices(scores: Sequence[np.ndarray]) -> np.ndarray:

@@ -25,14 +25,14 @@ The official pipeline is lm-evaluation-harness (``multiple_choice`` tasks,
 What is ours: requests are de-duplicated, sorted by length and packed into
 batches by a token budget, one forward pass per batch. Right padding is masked
 and every real position attends only to real earlier positions, so padding
-never changes a real log-prob.
+never changes a real log-prob; the LM head runs only at the scored positions
+(`logits_at`). The 2025 protocol packs shared prefixes instead (`prefix_scorer`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import math
 import os
 import time
@@ -142,11 +142,6 @@ def split_sizes(values: Sequence[Any], sizes: Sequence[int]) -> list[Sequence[An
     return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    """Whether the model can skip the LM head where no score is read (HF's `logits_to_keep`)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
-
-
 def plan_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     """Indices of each batch: longest first (an OOM shows at once), rows * width <= budget."""
     order = np.argsort(-lengths, kind="stable")
@@ -167,9 +162,33 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log-softmax of each target token, in fp32 whatever the logits' dtype (the harness's `F.log_softmax`)."""
-    logits = logits.float()
-    return logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    """log-softmax of each target token, in fp32 whatever the logits' dtype (the harness's `F.log_softmax`).
+
+    `log_softmax` then a gather, as the harness and the 2025 pipeline do: one fused pass, about
+    twice as fast on a CPU as the gather minus `logsumexp` it replaced.
+    """
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+@contextlib.contextmanager
+def logits_at(model: torch.nn.Module, index: torch.Tensor) -> Iterator[None]:
+    """Within it, `model(...).logits` is [1, len(index), V]: the LM head runs on those hidden states only.
+
+    `index` counts positions over the flattened [batch, width] input. A forward pre-hook on the
+    output embeddings gathers them before the vocabulary projection, so no padded or unscored
+    position reaches the head (on a small-vocabulary-heavy model, most of the FLOPs). HF's
+    `logits_to_keep` cannot do it: it keeps the same positions in every row of a batch. Whatever
+    the model does to the head's output (none of GPT-2 and Llama do anything) still applies.
+    """
+    def gather(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden = args[0]
+        return (hidden.reshape(-1, hidden.shape[-1])[index][None], *args[1:])
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def check_dtype(dtype: str) -> None:
@@ -197,29 +216,24 @@ def scoring_mode(model: torch.nn.Module, dtype: str) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def _batch_logprobs(
-    model: torch.nn.Module, requests: Sequence[Request], device: torch.device, keep_arg: bool
-) -> torch.Tensor:
-    """Summed log-probs of the scored tokens of each request, one forward pass (on `device`)."""
+def _batch_logprobs(model: torch.nn.Module, requests: Sequence[Request], device: torch.device) -> torch.Tensor:
+    """Summed log-probs (float64) of the scored tokens of each request, one forward pass (on `device`)."""
     lengths = np.fromiter((len(r.tokens) for r in requests), dtype=np.int64, count=len(requests))
+    n_scored = np.fromiter((r.n_scored for r in requests), dtype=np.int64, count=len(requests))
     ids = np.zeros((len(requests), int(lengths.max())), dtype=np.int64)
     for row, request in enumerate(requests):
         ids[row, : len(request.tokens)] = request.tokens
-    # Input position p predicts token p + 1: real inputs end at length - 1, scored ones start n_scored earlier.
-    n_scored = np.fromiter((r.n_scored for r in requests), dtype=np.int64, count=len(requests))
-    bounds = np.stack([lengths - 1 - n_scored, lengths - 1], axis=1)
+    # Input position p predicts token p + 1: the scored inputs are the last n_scored of the length - 1 inputs.
+    rows = np.repeat(np.arange(len(requests)), n_scored)
+    inputs = np.concatenate([np.arange(n - 1 - k, n - 1) for n, k in zip(lengths, n_scored)])
     width = ids.shape[1] - 1
-    first = int(bounds[:, 0].min())  # logits are needed from here on only (skips most of an EWoK context)
-    ids_t, bounds_t = to_device(ids, device), to_device(bounds, device)
-    positions = torch.arange(width, device=device)[None, :]
-    kwargs = {"logits_to_keep": width - first} if keep_arg else {}
-    logits = model(
-        input_ids=ids_t[:, :-1], attention_mask=(positions < bounds_t[:, 1:]).long(), use_cache=False, **kwargs
-    ).logits[:, -(width - first):]
-    logprobs = token_logprobs(logits, ids_t[:, 1 + first:])
-    positions = positions[:, first:]
-    scored = (positions >= bounds_t[:, :1]) & (positions < bounds_t[:, 1:])
-    return torch.where(scored, logprobs, 0.0).sum(-1)
+    ids_t = to_device(ids, device)
+    padding = (torch.arange(width, device=device)[None, :] < to_device(lengths - 1, device)[:, None]).long()
+    with logits_at(model, to_device(rows * width + inputs, device)):
+        logits = model(input_ids=ids_t[:, :-1], attention_mask=padding, use_cache=False).logits[0]
+    logprobs = token_logprobs(logits, to_device(ids[rows, inputs + 1], device))
+    sums = torch.zeros(len(requests), dtype=torch.float64, device=device)
+    return sums.index_add_(0, to_device(rows, device), logprobs.double())
 
 
 def loglikelihoods(
@@ -237,14 +251,13 @@ def loglikelihoods(
     unique = list(dict.fromkeys(requests))
     index = {request: i for i, request in enumerate(unique)}
     lengths = np.fromiter((len(r.tokens) - 1 for r in unique), dtype=np.int64, count=len(unique))
-    keep_arg = accepts_logits_to_keep(model)
     outputs = []
     with scoring_mode(model, dtype) as device, tqdm(
         total=len(unique), unit="seq", desc="scoring", disable=not progress, leave=False
     ) as bar:
         batches = plan_batches(lengths, batch_tokens or default_batch_tokens(model, device))
         for batch in batches:
-            outputs.append(_batch_logprobs(model, [unique[i] for i in batch], device, keep_arg))
+            outputs.append(_batch_logprobs(model, [unique[i] for i in batch], device))
             bar.update(len(batch))
     unique_scores = np.empty(len(unique))
     unique_scores[np.concatenate(batches)] = torch.cat(outputs).double().cpu().numpy()  # one sync, at the end
