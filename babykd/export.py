@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from babykd.evaluation.report import scored_on_these_weights
+from babykd.evaluation.store import weights_fingerprint, weights_problem
 from babykd.evaluation.submission import SUBMISSION_FILE, collate_submission
 from babykd.evaluation.submission_check import check_file
 from babykd.provenance import PROVENANCE_FILE, describe_code_versions
@@ -118,9 +118,9 @@ def score_lines(run_dir: Path) -> list[str]:
     results = _read_json(run_dir / "eval" / "results.json")
     if not results.get("tasks"):
         return []
-    if not scored_on_these_weights(results, run_dir):
-        return ["", "## Scores", "", "Not evaluated: eval/results.json was scored on other weights "
-                "(the run was retrained since)."]
+    if weights_problem(results, weights_fingerprint(run_dir)):
+        return ["", "## Scores", "", "Not evaluated: eval/results.json was not scored on these weights "
+                "(the run was retrained since, or it was written before results were stamped)."]
     lines = ["", "## Scores", "", "| task | score |", "|---|---|"]
     return lines + [f"| {task} | {entry.get('score', float('nan')):.4f} |" for task, entry in results["tasks"].items()]
 

@@ -1,4 +1,5 @@
-"""Exclusive locks on a folder: one run per run folder, one builder per data-cache folder.
+"""Exclusive locks: one run per run folder, one builder per data-cache folder, and `file_lock`, the one
+flock primitive every lock of the project (the results store's unit and results locks too) is held with.
 
 Why `fcntl.flock`: the kernel releases it when the holder dies (SIGKILL, OOM, a node
 reboot of a local disk), so there is no stale lock file to clean up by hand, and a
@@ -17,7 +18,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TextIO
 
 from babykd.atomic import remove_leftovers
 from babykd.errors import UserError
@@ -34,6 +35,26 @@ class FolderInUseError(UserError, RuntimeError):
 
 
 @contextlib.contextmanager
+def file_lock(path: str | os.PathLike, waiting: Callable[[str], None] | None = None) -> Iterator[TextIO]:
+    """Hold the exclusive flock of `path` (created, with its folder) for the block; yields the open lock file.
+
+    When another process holds it, `waiting` is called first with what that holder wrote into the file ("" if
+    nothing): to say so, or to raise and refuse instead of waiting. Closing the file releases the lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                handle.seek(0)
+                waiting(handle.read().strip())
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
+
+
+@contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str = "a run",
                 lock_file: str = LOCK_FILE) -> Iterator[Path]:
     """Hold the exclusive lock of `folder` (created if missing) for the block.
@@ -47,22 +68,17 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str =
     a run folder does not deadlock the run that holds both.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / lock_file
-    handle = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            if not wait:
-                raise FolderInUseError(
-                    f"{folder} is in use by {purpose} ({holder}); wait for it to finish, "
-                    "or write to another folder (e.g. --set output.name=...)"
-                ) from None
-            logger.info("waiting for %s (%s) to release %s", purpose, holder, folder)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+
+    def refuse_or_wait(holder: str) -> None:
+        holder = holder or "another process"
+        if not wait:
+            raise FolderInUseError(
+                f"{folder} is in use by {purpose} ({holder}); wait for it to finish, "
+                "or write to another folder (e.g. --set output.name=...)"
+            ) from None
+        logger.info("waiting for %s (%s) to release %s", purpose, holder, folder)
+
+    with file_lock(folder / lock_file, refuse_or_wait) as handle:
         handle.seek(0)
         handle.truncate()
         started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -70,5 +86,3 @@ def folder_lock(folder: str | os.PathLike, *, wait: bool = False, purpose: str =
         handle.flush()
         remove_leftovers(folder)
         yield folder
-    finally:
-        handle.close()  # closing the descriptor releases the lock

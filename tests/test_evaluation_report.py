@@ -13,9 +13,10 @@ from matplotlib.image import imread
 from babykd import reproduce
 from babykd.atomic import atomic_write_json
 from babykd.evaluation.report import (
-    cell_values, csv_table, heatmap_columns, markdown_table, plot_learning_curves, plot_results, read_results,
-    results_lock, revision_words, weights_fingerprint, write_results,
+    cell_values, collect, csv_table, heatmap_columns, markdown_table, plot_learning_curves, plot_results,
+    read_results, results_lock, revision_words, weights_fingerprint, write_results,
 )
+from babykd.export import score_lines
 
 
 ALL = ("blimp_filtered", "blimp_supplement", "ewok_filtered", "entity_tracking", "wug_past_tense")
@@ -60,6 +61,30 @@ def test_results_written_without_a_fingerprint_are_keyed_by_the_weights_too(tmp_
     (model_dir / "model.safetensors").write_bytes(b"weights two")  # retrained into the same folder
     fresh = write_results(results, {"model": str(model_dir), "tasks": {"ewok_filtered": entry}})
     assert set(fresh["tasks"]) == {"ewok_filtered"}
+
+
+def test_report_and_model_card_show_only_what_the_store_says_is_of_these_weights(tmp_path, capsys):
+    """One rule (the store's): a results record of other weights, or unstamped (written before the store), is left
+    out of the report and of the model card; a hub model's (no weights to read) is shown as it is."""
+    model = tmp_path / "run"
+    (model / "eval").mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights one")
+    results = model / "eval" / "results.json"
+    entry = {"blimp_filtered": {"score": 0.5}}
+    files = {"ours": {"weights_sha256": weights_fingerprint(model)}, "other": {"weights_sha256": "0" * 64},
+             "unstamped": {}}
+    for name, stamp in files.items():
+        atomic_write_json(tmp_path / name / "results.json", {"model": str(model), "tasks": entry, **stamp})
+    atomic_write_json(tmp_path / "hub" / "results.json", {"model": "org/model", "tasks": entry})
+    shown = collect([tmp_path / name for name in (*files, "hub")])
+    assert [r["model"] for r in shown] == [str(model), "org/model"] and shown[0]["weights_sha256"] == files["ours"][
+        "weights_sha256"]
+    notes = capsys.readouterr().err
+    assert "other/results.json: left out, scored on other weights" in notes
+    assert "unstamped/results.json: left out, written by an earlier version of babykd (no weights_sha256)" in notes
+    for name, card in (("ours", "| blimp_filtered | 0.5000 |"), ("other", "Not evaluated"), ("unstamped", "Not evaluated")):
+        atomic_write_json(results, {"model": str(model), "tasks": entry, **files[name]})
+        assert card in "\n".join(score_lines(model)), name
 
 
 def test_two_writers_finishing_together_keep_both_tasks(tmp_path):

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from babykd import REPO_ROOT
 from babykd.evaluation import store
-from babykd.evaluation.report import weights_fingerprint
+from babykd.evaluation.report import results_lock
+from babykd.evaluation.store import weights_fingerprint
+from babykd.run_lock import file_lock
 from babykd.evaluation.submission import SUBMISSION_FILE
 from babykd.evaluation.submission_check import check_file
 from babykd.export import export_run
@@ -143,3 +146,28 @@ def test_two_submissions_at_once_score_a_unit_once(run_dir, suite):
     lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith("[1/1] fast chck_1M")]
     assert sum(": finished in " in line for line in lines) == 1, outputs
     assert sum(line.endswith("done already for these weights, skipped") for line in lines) == 1, outputs
+
+
+def test_every_lock_is_the_one_flock_primitive(tmp_path):
+    """The results lock, the unit lock and the run-folder lock are all `run_lock.file_lock` (no fcntl elsewhere):
+    a second holder is told who holds it (what the holder wrote) and waits until it is released."""
+    assert [p.name for p in (REPO_ROOT / "babykd").rglob("*.py") if "fcntl" in p.read_text()] == ["run_lock.py"]
+    lock, told, order = tmp_path / "eval" / ".results.lock", [], []
+
+    def second_holder() -> None:
+        with file_lock(lock, told.append):
+            order.append("B")
+
+    with file_lock(lock) as handle:
+        handle.write("job A\n")
+        handle.flush()
+        second = threading.Thread(target=second_holder)
+        second.start()
+        second.join(timeout=0.5)
+        assert second.is_alive() and told == ["job A"]
+        order.append("A")
+    second.join(timeout=30)
+    assert order == ["A", "B"]
+    with results_lock(tmp_path / "other"), store.unit_lock(tmp_path, "fast chck_1M"):
+        assert (tmp_path / "other" / ".results.lock").is_file()
+        assert (tmp_path / "eval" / "units" / "fast_chck_1M.lock").is_file()

@@ -13,13 +13,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import fcntl
-import hashlib
 import io
-import json
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -30,52 +26,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.evaluation.store import read_results, weights_fingerprint, weights_problem
 from babykd.evaluation.suite import SUITE_TASKS
 from babykd.evaluation.tasks import DEFAULT_TASKS
 from babykd.rules import revision_words
-
-
-def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """One results file; a clear error for anything that is not one."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable results JSON ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("tasks"), dict):
-        raise ValueError(f"{path}: not an evaluation results file (no 'tasks' mapping)")
-    return record
-
-
-#: Weight files whose content identifies a model's scores (not HF's training_args.bin).
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
-
-
-def weights_fingerprint(model_dir: str | Path) -> str | None:
-    """SHA-256 over the weight files' names and contents; None for a hub name."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return None
-    files = sorted({f for pattern in WEIGHT_PATTERNS for f in model_dir.glob(pattern) if f.name != "training_args.bin"})
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def scored_on_these_weights(record: dict[str, Any], model_dir: str | os.PathLike | None = None) -> bool:
-    """Whether `record`'s scores belong to the weights now in `model_dir` (default: the model it names).
-
-    Why: a run retrained into the same folder keeps its old eval/ files; a table or model card must
-    not show them as the new model's. True when it cannot be checked (a hub name, a moved folder).
-    """
-    now = weights_fingerprint(model_dir if model_dir is not None else record["model"])
-    return now is None or record.get("weights_sha256") in (None, now)
+from babykd.run_lock import file_lock
 
 
 @contextlib.contextmanager
@@ -89,10 +44,7 @@ def results_lock(eval_dir: str | os.PathLike) -> Iterator[None]:
     kernel when the holder dies, so a killed job leaves no stale lock. Not
     re-entrant: a holder must not call `write_results` on the same folder.
     """
-    eval_dir = Path(eval_dir)
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    with (eval_dir / ".results.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+    with file_lock(Path(eval_dir) / ".results.lock"):
         yield
 
 
@@ -161,7 +113,9 @@ def summary_line(results: dict[str, Any], path: str | os.PathLike | None = None)
 def collect(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Results records from files, or from every `results.json` below given directories.
 
-    A record scored on weights its model folder no longer holds (retrained since) is left out, with a note.
+    A record the store says is not of the weights its model folder holds now (retrained since, or written
+    before records were stamped) is left out, with a note; one whose weights cannot be read (a hub name, a
+    folder moved or deleted) is shown as it is.
     """
     files: list[Path] = []
     for path in map(Path, paths):
@@ -172,11 +126,12 @@ def collect(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     records = []
     for file in files:
         record = read_results(file)
-        if scored_on_these_weights(record):
-            records.append(record)
+        weights = weights_fingerprint(record["model"])
+        why = weights_problem(record, weights) if weights is not None else ""
+        if why:
+            print(f"note: {file}: left out, {why} ({record['model']})", file=sys.stderr)
         else:
-            print(f"note: {file}: left out, scored on other weights than {record['model']} holds now "
-                  "(re-evaluate it)", file=sys.stderr)
+            records.append(record)
     return records
 
 

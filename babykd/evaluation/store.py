@@ -24,7 +24,6 @@ Layout (only this module builds these paths)::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from babykd.atomic import atomic_write_json
-from babykd.evaluation.report import read_results, weights_fingerprint
+from babykd.run_lock import file_lock
 from babykd.rules import FINAL_REVISION, REVISIONS_DIR, revision_words
 
 FINAL = FINAL_REVISION  # the final model's "revision" in the predictions layout (the hub's default branch)
@@ -42,6 +41,39 @@ RESULTS_FILE = "results.json"
 
 class NotForSubmission(ValueError):
     """A stored file that must not go into a submission; the message is one line naming the file and why."""
+
+
+def read_results(path: str | os.PathLike) -> dict[str, Any]:
+    """One results file; a clear error for anything that is not one."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable results JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("tasks"), dict):
+        raise ValueError(f"{path}: not an evaluation results file (no 'tasks' mapping)")
+    return record
+
+
+#: Weight files whose content identifies a model's scores (not HF's training_args.bin).
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+def weights_fingerprint(model_dir: str | Path) -> str | None:
+    """SHA-256 over the weight files' names and contents; None for a hub name."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return None
+    files = sorted({f for pattern in WEIGHT_PATTERNS for f in model_dir.glob(pattern) if f.name != "training_args.bin"})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def eval_dir(model_dir: str | os.PathLike) -> Path:
@@ -96,8 +128,18 @@ def belongs(stamped: Mapping[str, Any] | None, weights_sha256: str | None, setup
     An unstamped entry (an earlier version's file) or weights that cannot be fingerprinted never belong:
     the work is done again rather than trusted.
     """
-    return (stamped is not None and weights_sha256 is not None
-            and stamped.get("weights_sha256") == weights_sha256 and stamped.get("setup") == as_stored(setup))
+    return not weights_problem(stamped, weights_sha256) and stamped.get("setup") == as_stored(setup)
+
+
+def weights_problem(stamped: Any, weights_sha256: str | None) -> str:
+    """Why `stamped` (an entry, a predictions file or a whole results record) is not of these weights ("" when it
+    is): the weights half of `belongs`, which the report and the model card ask of a record (that has no setup)."""
+    if not isinstance(stamped, Mapping) or "weights_sha256" not in stamped:
+        return "written by an earlier version of babykd (no weights_sha256); score it again"
+    if weights_sha256 is None or stamped["weights_sha256"] != weights_sha256:
+        return (f"scored on other weights (weights_sha256 {str(stamped['weights_sha256'])[:12]}, "
+                f"the model's is {str(weights_sha256)[:12]}); score it again")
+    return ""
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -159,11 +201,10 @@ def read_predictions(eval_folder: str | os.PathLike, revision: str | None, key: 
 
 def refusal(stamped: Mapping[str, Any] | None, weights_sha256: str | None) -> str:
     """Why a stored entry or file is not this model's official result ("" when it is)."""
-    if not isinstance(stamped, Mapping) or "weights_sha256" not in stamped or "setup" not in stamped:
+    if not isinstance(stamped, Mapping) or "setup" not in stamped:
         return "written by an earlier version of babykd (no weights_sha256); score it again"
-    if weights_sha256 is None or stamped["weights_sha256"] != weights_sha256:
-        return (f"scored on other weights (weights_sha256 {str(stamped['weights_sha256'])[:12]}, "
-                f"the model's is {str(weights_sha256)[:12]}); score it again")
+    if why := weights_problem(stamped, weights_sha256):
+        return why
     if not stamped["setup"].get("official"):
         return f"not scored the official way ({describe_setup(stamped['setup'])}); not for a submission"
     return ""
@@ -226,12 +267,8 @@ def unit_lock(run_dir: str | os.PathLike, unit: str) -> Iterator[None]:
     the work doubles). The second waits for the first and then finds the unit done. `flock` is released
     by the kernel when its holder dies, so a killed job leaves no stale lock.
     """
-    folder = eval_dir(run_dir) / "units"
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{unit.replace('/', '_').replace(' ', '_')}.lock").open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"{unit}: another submission is scoring this unit; waiting for it", file=sys.stderr, flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    def say_so(_holder: str) -> None:
+        print(f"{unit}: another submission is scoring this unit; waiting for it", file=sys.stderr, flush=True)
+
+    with file_lock(eval_dir(run_dir) / "units" / f"{unit.replace('/', '_').replace(' ', '_')}.lock", say_so):
         yield
