@@ -14,7 +14,9 @@ recipe names. Every model is scored by the 2025 protocol on the tasks of the
 budget's `evaluation:` (full or fast sets); a task that cannot be scored is
 reported by name and the others kept. Outputs beside RESULTS.md: the figure
 (`.png`) and the table as CSV (`.csv`), no weights, so a GPU lease can bring
-the whole report back.
+the whole report back. A budget's `grids:` add a section per grid (every point
+ranked by dev CE, its scores and gradient shares), a heat map per grid
+(`RESULTS-grid-<grid>.png`) and their points as CSV (`RESULTS-grid.csv`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import yaml
@@ -43,6 +45,9 @@ from babykd.errors import EvaluationError
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
 from babykd.evaluation.suite_tasks import REGISTRY
 from babykd.provenance import file_sha256, provenance
+
+if TYPE_CHECKING:
+    from babykd.grid import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -301,25 +306,27 @@ def grid_overrides(screen: GridBudget, budget: Budget, corpus: Path, out_root: P
     return [*overrides, f"output.root={out_root / GRID_DIR}", "training.seed=0", *screen.overrides]
 
 
-def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
-    """The run folder of every grid point the budget screens, grid by grid."""
+def screens(budget: Budget, corpus: Path, out_root: Path) -> list[tuple[GridBudget, "Grid", list[str]]]:
+    """Each grid the budget screens with its loaded grid and the `--set` list of its points."""
     from babykd.grid import load_grid
 
-    dirs = []
-    for screen in budget.grids:
-        grid, overrides = load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root)
-        dirs += [grid.config(index, overrides).output.run_dir for index in screen.indices]
-    return dirs
+    return [(screen, load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root))
+            for screen in budget.grids]
+
+
+def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
+    """The run folder of every grid point the budget screens, grid by grid."""
+    return [grid.config(index, overrides).output.run_dir
+            for screen, grid, overrides in screens(budget, corpus, out_root) for index in screen.indices]
 
 
 def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
     """Screen every point of the budget's grids (their teachers come from the plan), timed per point."""
-    from babykd.grid import load_grid, run_point
+    from babykd.grid import run_point
     from babykd.preemption import PREEMPTED_EXIT_CODE
 
     clock = StageClock(out_root)
-    for screen in budget.grids:
-        grid, overrides = load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root)
+    for screen, grid, overrides in screens(budget, corpus, out_root):
         for position, index in enumerate(screen.indices, 1):
             name = grid.point(index).name
             started = time.perf_counter()
@@ -657,9 +664,29 @@ def figure_values(rows: Sequence[ModelRow], columns: Sequence[str]) -> np.ndarra
     return np.array([[row.mean(column) for column in columns] for row in rows], dtype=np.float64)
 
 
+def grid_sections(budget: Budget, corpus: Path, out_root: Path, results_path: Path) -> list[str]:
+    """Each screened grid's RESULTS.md section, its heat map and every grid's points as CSV beside it."""
+    from babykd import grid_report
+
+    columns, sections, tables = budget.evaluation.columns, [], []
+    table = results_path.with_name(f"{results_path.stem}-grid.csv")
+    for screen, grid, overrides in screens(budget, corpus, out_root):
+        rows = grid_report.read_rows(grid, screen.indices, overrides, columns)
+        figure = results_path.with_name(f"{results_path.stem}-grid-{grid.source.stem}.png")
+        picture = grid_report.heatmap(grid, rows)
+        if picture is not None:
+            atomic_write_bytes(figure, picture)
+        sections.append(grid_report.section(grid, rows, columns, screen.overrides, table.name,
+                                            figure.name if picture is not None else None))
+        tables.append((grid, rows))
+    if tables:
+        atomic_write_text(table, grid_report.csv_table(tables, columns))
+    return sections
+
+
 def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path, out_root: Path,
                  results_path: Path, wall_s: float, unigram_ce: float) -> None:
-    """RESULTS.md with its figure (.png) and table (.csv) beside it."""
+    """RESULTS.md with its figure (.png) and table (.csv) beside it, and each grid's (`grid_sections`)."""
     from babykd.evaluation.report import plot_table
 
     figure, table = results_path.with_suffix(".png"), results_path.with_suffix(".csv")
@@ -699,6 +726,7 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
         "",
         findings(rows, budget.comparisons, columns),
         "",
+        *grid_sections(budget, corpus, out_root, results_path),
         *(["## What this scale can and cannot say", "", budget.scope.strip(), ""] if budget.scope else []),
         "## Wall time per stage",
         "",

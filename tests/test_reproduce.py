@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from babykd import reproduce
+from babykd import grid_report, reproduce
 from babykd.evaluation.report import read_results
+from babykd.grid import Grid, GridPoint, PointResult, format_value
 from conftest import shared_or_skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("budget", ["lease", "cpu"], ids=["lease-smoke", "cpu-smoke"])
+@pytest.mark.parametrize("budget", ["lease", "cpu", "cpu-grid"], ids=["lease-smoke", "cpu-smoke", "cpu-grid-smoke"])
 def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_path: Path, capsys, budget: str) -> None:
     """A budget's plan and tasks at tiny scale (`--smoke`): lease's 2025-protocol BLiMP/EWoK on full sets, cpu's
-    whole fast 2025 suite (entity tracking, WUG, reading), each through the pipeline a real study runs."""
+    whole fast 2025 suite (entity tracking, WUG, reading), cpu-grid's also with its grid screened (a few points),
+    each through the pipeline a real study runs."""
     eval_data, suite_data = shared_or_skip("evaluation_data"), shared_or_skip("evaluation_data_2025.zip")
     out = tmp_path / "runs"
     args = [str(demo_corpus.corpus_dir), "--budget", budget, "--smoke", "--seeds", "2", "--out", str(out),
@@ -44,6 +46,7 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert (scope in text) == (loaded.scope is not None)
     per_run = (out / "RESULTS.csv").read_text().splitlines()
     assert len(per_run) == 1 + len(reproduce.plan(2, recipes)) and per_run[0].startswith("model,role,seed")
+    _assert_grid_report(out, text, loaded)
 
     # a rerun skips every finished stage and evaluation
     capsys.readouterr()
@@ -51,6 +54,23 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     log = capsys.readouterr().out
     assert log.count("done already, skipped") == len(reproduce.plan(2, recipes))
     assert "evaluating" not in log
+
+
+def _assert_grid_report(out: Path, text: str, budget: reproduce.Budget) -> None:
+    """Each screened grid: its section with every smoke point finished and its shares, its heat map, its CSV lines."""
+    assert ("## Grid " in text) == bool(budget.grids) == (out / "RESULTS-grid.csv").is_file()
+    for screen in budget.grids:
+        stem = Path(screen.file).stem
+        assert f"## Grid {stem}\n" in text and f"{reproduce.SMOKE_GRID_POINTS} of its" in text
+        assert (out / f"RESULTS-grid-{stem}.png").stat().st_size > 1000 and f"(RESULTS-grid-{stem}.png)" in text
+    points = [line for line in text.splitlines() if line.endswith("| finished |") and " · hidden " in line]
+    assert len(points) == reproduce.SMOKE_GRID_POINTS * len(budget.grids)
+    assert all("| – |" not in line for line in points)  # every score and share there
+    if budget.grids:
+        lines = (out / "RESULTS-grid.csv").read_text().splitlines()
+        header, values = lines[0].split(","), [line.split(",") for line in lines[1:]]
+        assert len(values) == len(points) and "share_hidden_mid" in header
+        assert all(row[header.index("share_hidden_mid")] and row[header.index("dev_ce")] for row in values)
 
 
 def test_plan_orders_teachers_before_students() -> None:
@@ -228,3 +248,61 @@ def test_a_model_that_cannot_be_loaded_is_an_error_per_task_and_the_others_are_s
     assert failed["tasks"] == {} and set(failed["errors"]) == {"blimp_filtered_fast", "ewok_filtered_fast"}
     assert all("damaged tokenizer file" in why for why in failed["errors"].values())
     assert set(json.loads((tmp_path / reproduce.STAGE_TIMES).read_text())) == {"evaluate damaged", "evaluate good"}
+
+
+def _grid_rows() -> tuple[Grid, list[grid_report.GridRow]]:
+    """A fabricated 2 x 2 alpha x beta grid: two finished points (one without shares), one pending, one diverged."""
+    axes = (("distillation.weights.kl", (0.1, 0.5)), ("distillation.weights.hidden", (0.5, 2.0)))
+    points = tuple(GridPoint(i, f"g-L{format_value(kl)}-H{format_value(h)}", ((axes[0][0], kl), (axes[1][0], h)))
+                   for i, (kl, h) in enumerate([(0.1, 0.5), (0.1, 2.0), (0.5, 0.5), (0.5, 2.0)]))
+    grid = Grid(Path("config/grid/g.yaml"), Path("base.yaml"), "g-L{kl}-H{hidden}", axes, points)
+    shares = tuple({"step": step, "share": {"ce": 0.2, "kl": 0.7 - hidden, "hidden": 0.1 + hidden}}
+                   for step, hidden in ((0, 0.0), (4, 0.2), (7, 0.3)))
+    row = grid_report.GridRow
+    rows = [
+        row(PointResult(points[0], Path("r0"), "finished", 3.5, 0.61, steps=8, term_shares=shares),
+            {"blimp_filtered_fast": 0.61, "ewok_filtered_fast": 0.52}),
+        row(PointResult(points[1], Path("r1"), "finished", 3.25, 0.58, steps=8), {"blimp_filtered_fast": 0.58}),
+        row(PointResult(points[2], Path("r2"), "pending (checkpoint 4)")),
+        row(PointResult(points[3], Path("r3"), "stopped at step 3: loss is nan", steps=3)),
+    ]
+    return grid, rows
+
+
+def test_grid_section_ranks_points_by_dev_ce_with_scores_and_shares_and_dashes_for_missing_data() -> None:
+    grid, rows = _grid_rows()
+    columns = ["blimp_filtered_fast", "ewok_filtered_fast"]
+    text = grid_report.section(grid, rows, columns, ["training.max_steps=300"], "R-grid.csv", "R-grid-g.png")
+    assert "## Grid g" in text and "4 of its 4 points screened" in text and "`training.max_steps=300`" in text
+    assert "2 finished, 1 stopped (diverged), 1 pending" in text and "![grid g](R-grid-g.png)" in text
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len({line.count("|") for line in table}) == 1
+    assert table[0].startswith("| rank | run | kl | hidden | dev CE | blimp_filtered [fast] | ewok_filtered [fast] |")
+    assert table[1].startswith("| 1 | g-L0.1-H2 | 0.1 | 2 | 3.2500 | 0.580 | – | – | 8 | finished |")
+    assert table[2].startswith("| 2 | g-L0.1-H0.5 | 0.1 | 0.5 | 3.5000 | 0.610 | 0.520 | "
+                               "kl 70/50/40 · hidden 10/30/40 |")
+    assert table[3] == "| – | g-L0.5-H0.5 | 0.5 | 0.5 | – | – | – | – | – | pending (checkpoint 4) |"
+    assert table[4].startswith("| – | g-L0.5-H2 |") and table[4].endswith("| 3 | stopped at step 3: loss is nan |")
+    bare = grid_report.section(grid, rows, columns, [], "R-grid.csv", None)
+    assert "overrides): 2 finished" in bare and "No heat map: the grid has 2 axes" in bare
+
+
+def test_grid_heat_map_and_csv_draw_every_cell_and_leave_missing_values_blank() -> None:
+    grid, rows = _grid_rows()
+    assert grid_report._mid_shares(rows[0].result) == "kl 50% · hidden 30%"
+    assert grid_report._mid_shares(rows[2].result) == ""  # pending: no shares
+    assert grid_report._cell_of(grid, rows[1].result) == (0, 1) and grid_report._cell_of(grid, rows[2].result) == (1, 0)
+    picture = grid_report.heatmap(grid, rows)
+    assert picture is not None and picture.startswith(b"\x89PNG") and len(picture) > 1000
+    line = dataclasses.replace(grid, axes=grid.axes[1:])  # one axis: one row; three axes: no plane
+    point = dataclasses.replace(rows[1].result.point, values=rows[1].result.point.values[1:])
+    alone = dataclasses.replace(rows[1], result=dataclasses.replace(rows[1].result, point=point))
+    assert grid_report._cell_of(line, alone.result) == (0, 1) and grid_report.heatmap(line, [alone]) is not None
+    assert grid_report.heatmap(dataclasses.replace(grid, axes=(*grid.axes, ("training.lr", (1e-3,)))), rows) is None
+    lines = grid_report.csv_table([(grid, rows)], ["blimp_filtered_fast"]).splitlines()
+    assert lines[0] == ("grid,index,run,status,steps,distillation.weights.kl,distillation.weights.hidden,dev_ce,"
+                        "blimp_filtered_fast," + ",".join(f"share_{t}_{s}" for t in ("ce", "kl", "hidden")
+                                                          for s in ("first", "mid", "last")))
+    assert lines[1] == "g,0,g-L0.1-H0.5,finished,8,0.1,0.5,3.5,0.61,0.2,0.2,0.2,0.7,0.5,0.4,0.1,0.3,0.4"
+    assert lines[2] == "g,1,g-L0.1-H2,finished,8,0.1,2,3.25,0.58" + "," * 9
+    assert lines[3] == "g,2,g-L0.5-H0.5,pending (checkpoint 4),,0.5,0.5,," + "," * 9
