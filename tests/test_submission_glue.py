@@ -7,13 +7,15 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from babykd import REPO_ROOT
-from babykd.evaluation import finetune as ft
+from babykd.evaluation import finetune as ft, store
+from babykd.evaluation.finetune_resume import ResumeFile, resume_key
 from babykd.evaluation.glue_data import GLUE_TASKS, load_split
 from babykd.evaluation.suite_data import SuiteData
 from test_finetune import checkpoint, separable_rows, write_glue  # noqa: F401  (checkpoint: a module fixture)
@@ -21,6 +23,11 @@ from test_finetune import checkpoint, separable_rows, write_glue  # noqa: F401  
 
 class Preempted(Exception):
     """Stands in for the job being stopped."""
+
+
+def resume_file(path, task, hp, train, valid) -> ResumeFile:
+    """The resume file of one fine-tuning, keyed as the command keys it (the task and the store's stamp)."""
+    return ResumeFile(path, resume_key(task.name, store.stamp("weights", ft.task_setup(task, hp, train, valid, None, None))))
 
 
 def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninterrupted_run(  # noqa: F811
@@ -34,7 +41,7 @@ def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninter
     device = ft.torch.device("cpu")
     whole = ft.finetune(checkpoint, task, train, valid, hp, device, progress=False)
 
-    state = tmp_path / "rte.pt"
+    state = resume_file(tmp_path / "rte.pt", task, hp, train, valid)
     real_predict, calls = ft.predict, []
 
     def predict_then_stop(*args, **kwargs):
@@ -46,7 +53,7 @@ def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninter
     monkeypatch.setattr(ft, "predict", predict_then_stop)
     with pytest.raises(Preempted):
         ft.finetune(checkpoint, task, train, valid, hp, device, progress=False, resume=state)
-    assert state.is_file()
+    assert state.path.is_file()
     monkeypatch.setattr(ft, "predict", real_predict)
     steps = []
     real_step = ft.torch.optim.AdamW.step
@@ -63,7 +70,8 @@ def test_an_interrupted_task_resumes_after_its_last_epoch_and_matches_an_uninter
 
     other = ft.Hyperparameters(learning_rate=1e-3, batch_size=8, epochs=3)  # another fine-tuning: the state is not used
     steps.clear()
-    ft.finetune(checkpoint, task, train, valid, other, device, progress=False, resume=state)
+    ft.finetune(checkpoint, task, train, valid, other, device, progress=False,
+                resume=resume_file(state.path, task, other, train, valid))
     assert len(steps) == 3 * (len(train) // hp.batch_size)
 
 
@@ -95,3 +103,22 @@ def test_a_signalled_job_stops_and_its_rerun_resumes_the_task(checkpoint, tmp_pa
     assert done.returncode == 0, done.stderr
     assert re.search(r"rte: resuming after epoch \d+ of 150", done.stderr), done.stderr
     assert "glue rte: finished in" in done.stdout and not state.exists()
+
+
+
+def test_the_command_hashes_the_weights_once_for_all_its_tasks(checkpoint, tmp_path, monkeypatch):  # noqa: F811
+    """The weights' sha256 (a read of the whole weight files) is taken once per command, not per task and write."""
+    suite = write_glue(tmp_path / "suite", {t: {"train": separable_rows(16, 0), "valid": separable_rows(8, 1)}
+                                            for t in ("rte", "mrpc")})
+    calls, real = [], store.weights_fingerprint
+
+    def counted(model_dir):
+        calls.append(model_dir)
+        return real(model_dir)
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("babykd")]:
+        if getattr(module, "weights_fingerprint", None) is real:
+            monkeypatch.setattr(module, "weights_fingerprint", counted)
+    ft.main([str(checkpoint), "rte", "mrpc", "--data", str(suite), "--epochs", "1", "--batch-size", "8",
+             "--max-valid-examples", "8", "--no-progress", "--output", str(tmp_path / "results.json")])
+    assert len(calls) == 1

@@ -20,11 +20,16 @@ from babykd.provenance import provenance
 
 
 def save_family_results(
-    model_dir: Path, output: Path | None, tasks: dict[str, dict[str, Any]], wall_time_s: float, device: torch.device
+    model_dir: Path, output: Path | None, tasks: dict[str, dict[str, Any]], wall_time_s: float, device: torch.device,
+    weights_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written."""
+    """Merge `tasks` into `output` (default ``MODEL_DIR/eval/results.json``); returns what was written.
+
+    `weights_sha256`: the model's, when the caller has it already (else `write_results` hashes the weight files).
+    """
     record = {
         "model": store.model_name(model_dir),
+        "weights_sha256": weights_sha256,
         "wall_time_s": round(wall_time_s, 3),
         "tasks": tasks,
         **provenance(torch_device=str(device)),

@@ -64,9 +64,8 @@ from babykd.cli import library_progress_bars
 from babykd.errors import EvaluationError, UserError
 from babykd.evaluation import store
 from babykd.evaluation.family_results import refresh_submission, save_family_results
-from babykd.evaluation.finetune_resume import load_epoch, resume_key, save_epoch
+from babykd.evaluation.finetune_resume import ResumeFile, load_epoch, resume_key, save_epoch
 from babykd.evaluation.glue_data import GLUE_TASKS, GlueSplit, GlueTask, load_split
-from babykd.evaluation.report import weights_fingerprint
 from babykd.evaluation.scorer import mean_stderr
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
@@ -223,12 +222,12 @@ class FinetuneResult:
 
 def finetune(
     model_dir: Path, task: GlueTask, train: GlueSplit, valid: GlueSplit, hp: Hyperparameters,
-    device: torch.device, progress: bool = True, resume: Path | None = None,
+    device: torch.device, progress: bool = True, resume: ResumeFile | None = None,
 ) -> FinetuneResult:
     """Train a head (and the whole model) on `train`; keep the epoch best on `valid`; return its metrics and predictions.
 
-    With `resume`, the state after each epoch is saved there and a run that
-    finds a state of the same fine-tuning continues after its epoch (`finetune_resume`).
+    With `resume` (`task_resume`), the state after each epoch is saved there and a run that
+    finds a state of the same fine-tuning (its key) continues after its epoch (`finetune_resume`).
     """
     seed_everything(hp.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="right")
@@ -258,15 +257,13 @@ def finetune(
     best: FinetuneResult | None = None
     history: list[dict[str, float]] = []
     training = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
-    key = resume_key(task=task.name, hp=asdict(hp), train=train.sha256, valid=valid.sha256, n=(len(train), len(valid)),
-                     weights=weights_fingerprint(model_dir))
-    restored = load_epoch(resume, key, training) if resume is not None else None
+    restored = load_epoch(resume.path, resume.key, training) if resume is not None else None
     first_epoch = 0
     if restored is not None:
         first_epoch, saved = restored
         history = saved["history"]
         best = FinetuneResult(**{**saved["best"], "epoch_metrics": history})
-        print(f"{task.name}: resuming after epoch {first_epoch} of {epochs} from {resume}", file=sys.stderr)
+        print(f"{task.name}: resuming after epoch {first_epoch} of {epochs} from {resume.path}", file=sys.stderr)
     bar = tqdm(total=total, initial=first_epoch * steps_per_epoch, desc=f"fine-tuning {task.name}", unit="step",
                disable=not progress)
     for epoch in range(first_epoch, epochs):
@@ -289,7 +286,7 @@ def finetune(
         if best is None or metrics[task.metric_for_valid] > best.metrics[task.metric_for_valid]:
             best = FinetuneResult(metrics, predictions, epoch + 1, history, max_length)
         if resume is not None:
-            save_epoch(resume, key, epoch + 1, training, {"history": history, "best": asdict(best)})
+            save_epoch(resume.path, resume.key, epoch + 1, training, {"history": history, "best": asdict(best)})
     bar.close()
     return best
 
@@ -326,6 +323,12 @@ def task_setup(task: GlueTask, hp: Hyperparameters, train: GlueSplit, valid: Glu
     data = hashlib.sha256(f"{train.sha256}\0{valid.sha256}".encode()).hexdigest()
     return store.glue_setup(_task_hyperparameters(task, hp), max_train_examples, max_valid_examples, data,
                             _task_hyperparameters(task, Hyperparameters()))
+
+
+def task_resume(model_dir: Path, task: GlueTask, weights_sha256: str | None, setup: dict[str, Any]) -> ResumeFile:
+    """Where `task` keeps its training state in ``MODEL_DIR/eval`` and its key: the task and the store's stamp."""
+    return ResumeFile(store.eval_dir(model_dir) / RESUME_DIR / f"{task.name}.pt",
+                      resume_key(task.name, store.stamp(weights_sha256, setup)))
 
 
 def _task_hyperparameters(task: GlueTask, hp: Hyperparameters) -> dict[str, Any]:
@@ -409,29 +412,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             errors.append(f"{name}: {exc}")
             print(f"error: {errors[-1]} (the other tasks still run)", file=sys.stderr)
     written: dict[str, Any] = {}
+    weights = store.weights_fingerprint(args.model)  # once per command: a hash of the whole weight files
     for name, (train, valid) in splits.items():
         task = GLUE_TASKS[name]
-        state = args.model / "eval" / RESUME_DIR / f"{name}.pt"
+        setup = task_setup(task, args.hp, train, valid, args.max_train_examples, args.max_valid_examples)
+        resume = task_resume(args.model, task, weights, setup)
         try:
             result = finetune(args.model, task, train, valid, args.hp, device, progress=not args.no_progress,
-                              resume=state)
+                              resume=resume)
         except TaskDataError as exc:
             raise EvaluationError(str(exc)) from None
         subset = args.max_train_examples is not None or args.max_valid_examples is not None
-        setup = task_setup(task, args.hp, train, valid, args.max_train_examples, args.max_valid_examples)
-        weights = weights_fingerprint(args.model)
         predictions_file = None if subset else write_glue_predictions(
             store.eval_dir(args.model), name, result.predictions, weights, setup)
         entry = task_entry(task, result, train, valid, args.hp, predictions_file, args.max_train_examples, args.max_valid_examples)
         entry.update(store.stamp(weights, setup))
-        written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device)
-        state.unlink(missing_ok=True)  # the task is done: its results, not its training state, are kept
+        written = save_family_results(args.model, args.output, {name: entry}, time.perf_counter() - start, device,
+                                      weights)
+        resume.path.unlink(missing_ok=True)  # the task is done: its results, not its training state, are kept
         extra = "".join(f", {m} {v:.4f}" for m, v in result.metrics.items() if m != "accuracy")
         print(f"{store.model_name(args.model)}: {name} accuracy {entry['score']:.4f}{extra} "
               f"(epoch {result.best_epoch} of {len(result.epoch_metrics)}, {len(train)} train / {len(valid)} valid)")
     aggregate = glue_aggregate(written.get("tasks", {})) if written else None
     if aggregate is not None:
-        written = save_family_results(args.model, args.output, {"glue": aggregate}, time.perf_counter() - start, device)
+        written = save_family_results(args.model, args.output, {"glue": aggregate}, time.perf_counter() - start, device,
+                                      weights)
         print(f"{store.model_name(args.model)}: glue (mean accuracy of 7 tasks) {aggregate['score']:.4f}")
     if splits and args.max_train_examples is None and args.max_valid_examples is None:
         refresh_submission(args.model)

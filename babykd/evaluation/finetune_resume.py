@@ -7,7 +7,8 @@ random generators (batch order and dropout), every epoch's metrics and the
 kept epoch's predictions -- goes to one file, written atomically. A resumed run
 continues with the next epoch and ends exactly as an uninterrupted one (same
 batches, same dropout masks on the same device). The file is keyed by the
-task, hyperparameters, data and starting weights: any change starts afresh.
+task and the results store's stamp of the fine-tuning (the starting weights'
+``weights_sha256`` and the setup: hyperparameters, data, subset sizes): any change starts afresh.
 
 The file is data, never code: it holds tensors and plain types only (numpy
 arrays and generator states are converted) and is read with a weights-only
@@ -26,8 +27,9 @@ import pickle
 import random
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -37,9 +39,18 @@ from babykd.atomic import atomic_write_bytes
 _PARTS = ("key", "epoch", "training", "progress", "rng")
 
 
-def resume_key(**parts: Any) -> str:
-    """A digest of everything that makes a saved state belong to this fine-tuning."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+@dataclass(frozen=True)
+class ResumeFile:
+    """Where one task's fine-tuning keeps its state after each epoch, and the key a state must carry to be continued."""
+
+    path: Path
+    key: str
+
+
+def resume_key(task: str, stamp: Mapping[str, Any]) -> str:
+    """A digest of what makes a saved state belong to this fine-tuning: the task and its store stamp
+    (`store.stamp(weights_sha256, setup)`), so "the same fine-tuning" is what the store calls the same result."""
+    return hashlib.sha256(json.dumps({"task": task, **stamp}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def save_epoch(path: Path, key: str, epoch: int, training: dict[str, Any], progress: dict[str, Any]) -> None:
