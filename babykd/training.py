@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, TrainerState, TrainingArguments
@@ -30,6 +31,7 @@ from babykd.atomic import (
 )
 from babykd.config import ConfigError, RunConfig, derive_batch_layout
 from babykd.data.collator import FixedChunkCollator
+from babykd.data.dataset import EpochShuffleSampler
 from babykd.data.pipeline import PreparedData, prepare_data
 from babykd.divergence import STOPPED_FILE, DivergenceGuard
 from babykd.losses.shares import TERM_SHARES_FILE, TermShareLog
@@ -127,6 +129,14 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         optim="adamw_torch_fused" if torch.cuda.is_available() else "adamw_torch",
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def chunks_read(config: RunConfig, data: PreparedData) -> np.ndarray:
+    """The training chunks this run will read (its seed's permutation, max_steps × the global batch): what
+    the teacher cache must hold. A run by epochs (no max_steps) reads them all."""
+    steps = config.training.max_steps
+    samples = steps * config.training.batch_size if steps > 0 else None
+    return EpochShuffleSampler(len(data.train_dataset), seed=config.training.seed).indices_read(samples)
 
 
 def term_share_log(config: RunConfig, run_dir: Path, resumed: bool) -> TermShareLog | None:
@@ -259,7 +269,7 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
         with args.main_process_first(local=False, desc="teacher top-k cache"):  # one writer
             cache = prepare_teacher_cache(config.distillation, data.train_dataset, data.tokenizer,
                                           data.cache_dir, args.device,
-                                          torch.bfloat16 if args.bf16 else None)
+                                          torch.bfloat16 if args.bf16 else None, chunks_read(config, data))
         train_dataset = CachedTargetsDataset(data.train_dataset, cache)
     elif config.distillation is not None:
         teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length)

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from babykd import REPO_ROOT
 from babykd.config import ConfigError, DistillationConfig
-from babykd.data.dataset import ChunkDataset
+from babykd.data.dataset import ChunkDataset, EpochShuffleSampler
 from babykd.data.tokenizer import train_tokenizer
 from babykd.losses import combined_teacher_log_probs, kl_distillation_loss, sparse_kl_distillation_loss, top_k_targets
 from babykd.teacher_cache import (
@@ -291,3 +291,30 @@ def test_a_damaged_cache_file_is_named_in_one_line_and_the_cache_rebuilt(
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1 and str(path) in warnings[0] and "\n" not in warnings[0], warnings
     assert rebuilt.built and np.array_equal(rebuilt.log_probs, expected)
+
+
+def test_a_run_builds_only_the_chunks_it_reads_and_a_second_seed_adds_only_its_own(small_teacher, tmp_path: Path):
+    """The cache is filled for the head of the run's permutation; another run sharing it adds what it lacks."""
+    teacher, tokenizer = small_teacher
+    dataset = ChunkDataset(np.arange(40 * 16) % len(tokenizer), seq_length=16)
+    cfg = DistillationConfig(teachers=[str(teacher)], teacher_cache_top_k=4)
+    reads = [EpochShuffleSampler(len(dataset), seed=seed).indices_read(6 * 2) for seed in (0, 1)]  # 6 steps of 2
+    assert all(len(r) == 12 for r in reads) and not np.array_equal(*reads)
+    first = prepare_teacher_cache(cfg, dataset, tokenizer, tmp_path, torch.device("cpu"), chunks=reads[0])
+    assert first.filled.sum() == 12 and first.filled[reads[0]].all()
+    assert first.meta["builds"][0]["chunks_built"] == 12 and first.meta["builds"][0]["seconds"] >= 0
+    with pytest.raises(RuntimeError, match="no targets"):
+        CachedTargetsDataset(dataset, first)[int(np.setdiff1d(np.arange(40), reads[0])[0])]
+
+    second = prepare_teacher_cache(cfg, dataset, tokenizer, tmp_path, torch.device("cpu"), chunks=reads[1])
+    new = np.setdiff1d(reads[1], reads[0])
+    assert second.directory == first.directory and second.meta["builds"][1]["chunks_built"] == len(new)
+    assert second.filled.sum() == 12 + len(new)
+    full = build_teacher_cache(tmp_path / "full", dataset, [AutoModelForCausalLM.from_pretrained(teacher)], cfg,
+                               second.meta["fingerprint"], progress=False)
+    union = np.union1d(*reads)
+    assert np.array_equal(second.ids[union], full.ids[union])  # the same targets as a whole-corpus build
+    np.testing.assert_array_equal(second.log_probs[union], full.log_probs[union])
+    again = prepare_teacher_cache(cfg, dataset, tokenizer, tmp_path, torch.device("cpu"), chunks=reads[0])
+    assert not again.built  # nothing missing: the teachers are not even loaded
+    assert EpochShuffleSampler(40, seed=0).indices_read(41).tolist() == list(range(40))  # past one epoch: all

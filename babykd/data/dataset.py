@@ -120,6 +120,16 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
+    def indices_read(self, samples: int | None) -> np.ndarray:
+        """The sorted indices a run that draws `samples` items from epoch 0 on reads (None: all of them).
+
+        Within the first epoch that is the head of its permutation; a run that goes past it has
+        read every index. The teacher cache builds exactly these chunks' targets.
+        """
+        if samples is None or samples >= self.n:
+            return np.arange(self.n)
+        return np.sort(_rng(self.seed, 0, 0).permutation(self.n)[:max(samples, 0)])
+
 
 def eval_subset(tokens: np.ndarray, seq_length: int = 128, n: int | None = None, seed: int = 0) -> Subset:
     """``n`` chunks of ``tokens`` drawn without replacement with ``seed`` (all if ``n`` is None).
