@@ -289,6 +289,30 @@ def test_missing_revisions_and_data_are_named(run_dir, tmp_path):
         main([str(run_dir), "--data", str(suite), "--revisions", "chck_1M"])
 
 
+RECORD = {"step": "chck_1M", "word_count": 1_000_000, "target_word": "dog", "context_id": 0, "context": "a",
+          "surprisal": 4.0}
+
+
+@pytest.mark.parametrize("content, problem", [
+    ({"results": [{**RECORD, "step": "../../x"}]}, "record 0: step '../../x' is not a checkpoint revision name"),
+    ({"results": [RECORD, {**RECORD, "step": "main"}]}, "record 1: step 'main' is not a checkpoint revision name"),
+    ({"results": [{**RECORD, "step": 5}]}, "record 0: step 5 is not a checkpoint revision name"),
+    ({"results": [{**RECORD, "surprisal": "4"}]}, "record 0: surprisal must be a number, got '4'"),
+    ({"results": ["chck_1M"]}, "record 0: not a surprisal record"),
+    ({"results": [{"step": "chck_1M"}]}, "record 0: not a surprisal record"),
+    ({"results": []}, "not a surprisal file"),
+    ("{", "not a JSON file"),
+])
+def test_a_crafted_surprisal_file_is_one_error_line_naming_the_file_and_record(tmp_path, content, problem):
+    """--from-surprisals with a step that is no revision name ended in a ValueError traceback from the fit."""
+    path = tmp_path / "surprisal.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path), "--data", str(write_suite(tmp_path / "suite")), "--from-surprisals", str(path)])
+    message = str(stopped.value)
+    assert message.startswith(f"error: {path}: ") and problem in message and "\n" not in message, message
+
+
 def test_real_aoa_files_load_with_the_documented_counts():
     data = load_aoa_data(SuiteData(shared_or_skip("evaluation_data_2025.zip")))
     assert isinstance(data, AoAData)

@@ -66,7 +66,9 @@ from babykd.evaluation.scorer import DTYPES, Request, loglikelihoods
 from babykd.evaluation.suite_data import SuiteData
 from babykd.evaluation.tasks import TaskDataError
 from babykd.models import position_limit
-from babykd.rules import REVISIONS_DIR, TRACKS, check_revision_name, revision_words
+from babykd.rules import (
+    FINAL_REVISION, REVISIONS_DIR, TRACKS, check_revision_name, is_revision_name, revision_words,
+)
 
 CONTEXTS_FILE = "full_eval/aoa/cdi_childes.json"
 #: Surprisal records per revision the official collate step asserts (AOA_SIZE: the 504 CDI words' contexts).
@@ -248,6 +250,40 @@ def score_records(records: Sequence[dict[str, Any]], data: AoAData) -> dict[str,
     }
 
 
+def read_surprisals(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(its store stamp, or None for a plain file; its records) of a surprisal file, ours or the official pipeline's.
+
+    Why each record is checked here: its step becomes a revision (a name, words seen, the setup) and its values the
+    word curves, so a record that is not one (a crafted step name, a missing field) would end the fit with a
+    traceback far from the file; here it is one `TaskDataError` naming the file and the record.
+    """
+    try:
+        stamp, payload = store.unstamped(json.loads(path.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TaskDataError(f"{path}: not a JSON file ({exc})") from None
+    records = payload.get("results") if isinstance(payload, dict) else None
+    if not isinstance(records, list) or not records:
+        raise TaskDataError(f"{path}: not a surprisal file (no 'results' list of records)")
+    for i, record in enumerate(records):
+        if problem := _surprisal_record_problem(record):
+            raise TaskDataError(f"{path}: record {i}: {problem}")
+    return stamp, records
+
+
+def _surprisal_record_problem(record: Any) -> str | None:
+    """What keeps `record` from being scored (None: it can be): the fields the fit reads, of their types."""
+    if not isinstance(record, dict) or not {"step", "target_word", "surprisal"} <= set(record):
+        return "not a surprisal record (an object with step, target_word and surprisal)"
+    step, surprisal = record["step"], record["surprisal"]
+    if not isinstance(step, str) or step == FINAL_REVISION or not is_revision_name(step):
+        return f"step {step!r} is not a checkpoint revision name (chck_<N>[K|M], e.g. chck_10M)"
+    if not isinstance(record["target_word"], str):
+        return f"target_word must be a string, got {record['target_word']!r}"
+    if not isinstance(surprisal, (int, float)) or isinstance(surprisal, bool):
+        return f"surprisal must be a number, got {surprisal!r}"
+    return None
+
+
 def run_revisions(
     revisions: Sequence[Revision], data: AoAData, device: torch.device, *, dtype: str = "fp32",
     batch_tokens: int | None = None, progress: bool = True,
@@ -299,14 +335,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:  # data and revisions first: a missing file or checkpoint fails before any model is loaded
         data = load_aoa_data(SuiteData(args.data), args.max_words)
         if args.from_surprisals is not None:
-            from_file, payload = store.unstamped(json.loads(args.from_surprisals.read_text(encoding="utf-8")))
-            records = payload.get("results") if isinstance(payload, dict) else None
-            if not records:
-                raise TaskDataError(f"{args.from_surprisals}: not a surprisal file (no 'results' list of records)")
+            from_file, records = read_surprisals(args.from_surprisals)
             surprisal_file = args.from_surprisals
         else:
             revisions = find_revisions(args.model, revision_names(args.model, args.revisions, args.track))
-    except (TaskDataError, OSError, json.JSONDecodeError) as exc:
+    except (TaskDataError, OSError) as exc:
         raise EvaluationError(str(exc)) from None
     steps = {r["step"] for r in records} if args.from_surprisals is not None else {r.name for r in revisions}
     official = args.max_words is None and steps == set(TRACK_REVISIONS[args.track])
