@@ -19,7 +19,11 @@ this repository) the reference is the official code itself, one process per task
 one ``python -m babykd.evaluate`` process, decisions compared item by item (`official_2025.py`).
 A PIPELINE_DIR without the official code falls back to the re-implemented loops, and says so.
 Both 2025 modes end with a markdown table of the per-task ratios (the lease kit's
-evaluation-2025 stage reads the JSON lines; the table is for people).
+evaluation-2025 stage reads the JSON lines; the table is for people), then one of our scoring's
+achieved FLOP/s per task against a timed fp32 matmul on the same device and threads
+(`matmul_peak`): the FLOPs of the packed plan (`prefix_scorer.packed_flops`: layers, attention
+pairs and LM-head rows, padding included) over the seconds spent in the scorer alone
+(`ScoringRecorder`, best of --repeats), so the distance to the machine's limit is in the results file.
 
 Prints one JSON line per measurement and a summary line; appends the summary
 (with device, versions, date and command) to benchmarks/results/evaluation.jsonl.
@@ -191,47 +195,145 @@ def official_reading_surprisal(model: torch.nn.Module, tokenizer: Any, pairs: Se
     return np.array(out)
 
 
-def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
-    """The 2025 zero-shot suite: ours vs the official loops on the same items, per task."""
-    from babykd.evaluation import ranking, reading
-    from babykd.evaluation.suite import load_candidates, make_source
+def load_suite_items(source: Any, tasks: Sequence[str], limit: int | None) -> dict[str, Any]:
+    """Each task's items: `Candidates` of the ranking tasks, (context, word) pairs of reading (rows subsampled)."""
+    from babykd.evaluation import reading
+    from babykd.evaluation.suite import load_candidates
     from babykd.evaluation.tasks import subsample
 
-    source = make_source(args.fast, args.data_dir, args.suite_data)
-    tasks = args.suite_tasks or SUITE_2025
-    loaded: dict[str, Any] = {t: load_candidates(t, source, args.max_items_per_subtask)[0]
-                              for t in tasks if t != "reading"}
-    texts = [s for items in loaded.values() for item in items for s in item.sentences]
+    loaded: dict[str, Any] = {t: load_candidates(t, source, limit)[0] for t in tasks if t != "reading"}
     if "reading" in tasks:
         where, raw = source.reading_csv()
         rows = reading.parse_reading_csv(raw, where)
-        keep = list(subsample(list(range(len(rows))), args.max_items_per_subtask and 20 * args.max_items_per_subtask))
+        keep = list(subsample(list(range(len(rows))), limit and 20 * limit))
         loaded["reading"] = [(rows.items[i], rows.words[i]) for i in keep]
+    return loaded
+
+
+def sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, n: int = 1024, seconds: float = 1.0) -> float:
+    """FLOP/s of a timed fp32 n x n matmul on `device` with torch's thread setting: the limit the scorer is held to.
+
+    Best of 5 runs of ~`seconds`/5 each (the least disturbed by other load), after a warm-up.
+    """
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 5:
+            a @ b
+            count += 1
+        sync(device)
+        best = min(best, (time.perf_counter() - start) / count)
+    return 2 * n**3 / best
+
+
+class ScoringRecorder:
+    """Within it, the shared-prefix scorer records the requests of each call and the seconds it spent.
+
+    Scoring alone (no encoding, data or metrics): what the FLOP/s row divides by. A model that
+    is not packed (flash attention) is never recorded, and its task gets no FLOP/s row.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device, self.calls = device, []
+
+    def __enter__(self) -> "ScoringRecorder":
+        from babykd.evaluation import ranking
+
+        self.original = ranking.packed_loglikelihoods
+
+        def recorded(model: torch.nn.Module, requests: Sequence[Any], **kwargs: Any) -> np.ndarray:
+            sync(self.device)
+            start = time.perf_counter()
+            out = self.original(model, requests, **kwargs)
+            sync(self.device)
+            self.calls.append((list(requests), time.perf_counter() - start))
+            return out
+
+        ranking.packed_loglikelihoods = recorded
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from babykd.evaluation import ranking
+
+        ranking.packed_loglikelihoods = self.original
+
+
+def ours_scores(model: torch.nn.Module, tokenizer: Any, task: str, items: Any, batch_tokens: int | None) -> Any:
+    """Our scores of one task's items (reading: surprisals; the others: every candidate's log-likelihood)."""
+    from babykd.evaluation import ranking, reading
+
+    scorer = reading.surprisals if task == "reading" else ranking.score_candidates
+    return scorer(model, tokenizer, items, progress=False, batch_tokens=batch_tokens)
+
+
+def timed_ours(
+    model: torch.nn.Module, tokenizer: Any, task: str, items: Any, args: argparse.Namespace, peak: float
+) -> tuple[Any, float, dict[str, Any]]:
+    """(scores, best seconds of the whole call, the task's FLOP/s fields; none if it was not packed)."""
+    from babykd.evaluation.prefix_scorer import packed_flops
+
+    with ScoringRecorder(args.device) as recorder:
+        out, seconds = timed(args.repeats, ours_scores, model, tokenizer, task, items, args.batch_tokens)
+    if not recorder.calls:
+        return out, seconds, {}
+    flops = packed_flops(model, recorder.calls[0][0], args.batch_tokens)
+    scoring = min(s for _, s in recorder.calls)
+    return out, seconds, {"flops": flops, "scoring_s": round(scoring, 4),
+                          "gflops_per_s": round(flops / scoring / 1e9, 2), "of_peak": round(flops / scoring / peak, 4)}
+
+
+def bench_2025(args: argparse.Namespace) -> dict[str, Any]:
+    """The 2025 zero-shot suite: ours vs the official loops on the same items, per task."""
+    from babykd.evaluation.suite import make_source
+
+    loaded = load_suite_items(make_source(args.fast, args.data_dir, args.suite_data), args.suite_tasks or SUITE_2025,
+                              args.max_items_per_subtask)
+    texts = [s for task, items in loaded.items() if task != "reading" for item in items for s in item.sentences]
     model, tokenizer, model_name = load_model(args, [Item("", t, t) for t in texts[:20000]])
     model.to(args.device).eval()
+    peak = emit({"benchmark": "matmul-peak", "flops_per_s": matmul_peak(args.device), "threads": torch.get_num_threads()})
     runs, total_ours, total_ref, total_items = [], 0.0, 0.0, 0
     for task, items in loaded.items():
+        ours, t_ours, flop_fields = timed_ours(model, tokenizer, task, items, args, peak["flops_per_s"])
         if task == "reading":
-            ours, t_ours = timed(args.repeats, reading.surprisals, model, tokenizer, items, progress=False,
-                                 batch_tokens=args.batch_tokens)
             ref, t_ref = timed(1, official_reading_surprisal, model, tokenizer, items, args.device)
             diff, same = float(np.max(np.abs(ours - ref))), 1.0
         else:
-            ours, t_ours = timed(args.repeats, ranking.score_candidates, model, tokenizer, items, progress=False,
-                                 batch_tokens=args.batch_tokens)
             ref, t_ref = timed(1, official_sentence_scores, model, tokenizer, items, args.device)
             diff = float(max(np.max(np.abs(a - b)) for a, b in zip(ours, ref)))
             same = float(np.mean([int(np.argmax(a)) == int(np.argmax(b)) for a, b in zip(ours, ref)]))
         total_ours, total_ref, total_items = total_ours + t_ours, total_ref + t_ref, total_items + len(items)
         runs.append(emit({"task": task, "items": len(items), "ours_s": round(t_ours, 3), "official_loop_s": round(t_ref, 3),
-                          "speedup": round(t_ref / t_ours, 2), "max_abs_score_diff": diff, "same_decisions": same}))
+                          "speedup": round(t_ref / t_ours, 2), "max_abs_score_diff": diff, "same_decisions": same,
+                          **flop_fields}))
     return {
         "benchmark": "evaluation-2025", "model": model_name, "fast": args.fast,
         "max_items_per_subtask": args.max_items_per_subtask,
         "reference": "re-implementation of the official loops (same process)",
         "items": total_items, "ours_s": round(total_ours, 3), "official_loop_s": round(total_ref, 3),
         "speedup": round(total_ref / total_ours, 2), "threads": torch.get_num_threads(), "runs": runs,
+        "matmul_peak_flops_per_s": peak["flops_per_s"],
     }
+
+
+def official_flop_fields(args: argparse.Namespace, suite: Path) -> tuple[float, dict[str, dict[str, Any]]]:
+    """(matmul peak, task -> our scoring's FLOP/s fields), in this process, on the data the official run read."""
+    from babykd.evaluation.suite import make_source
+
+    loaded = load_suite_items(make_source(args.fast, None, suite), args.suite_tasks or SUITE_2025, None)
+    model, tokenizer, _ = load_model(args, [])
+    model.to(args.device).eval()
+    peak = emit({"benchmark": "matmul-peak", "flops_per_s": matmul_peak(args.device), "threads": torch.get_num_threads()})
+    fields = {task: timed_ours(model, tokenizer, task, items, args, peak["flops_per_s"])[2] for task, items in loaded.items()}
+    return peak["flops_per_s"], fields
 
 
 def bench_official(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,8 +353,12 @@ def bench_official(args: argparse.Namespace) -> dict[str, Any]:
         limit=args.max_items_per_subtask,
         device=args.device, batch_tokens=args.batch_tokens, env=env,
     )
+    peak, fields = official_flop_fields(args, work / "suite")  # the task rows were timed; now our FLOP/s
+    for run in summary["runs"]:
+        run.update(fields.get(run["task"], {}))
     return {"benchmark": "evaluation-2025-official", "model": str(args.model), "fast": args.fast,
-            "max_items_per_subtask": args.max_items_per_subtask, "threads": args.threads, **summary}
+            "max_items_per_subtask": args.max_items_per_subtask, "threads": args.threads, **summary,
+            "matmul_peak_flops_per_s": peak}
 
 
 def bench_batch_plan(args: argparse.Namespace) -> dict[str, Any]:
@@ -310,7 +416,21 @@ def ratio_table(summary: dict[str, Any]) -> str:
     lines += [f"| {r['task']} | {r['items']:,} | not compared: {r['error']} | | | |" for r in summary.get("failed", [])]
     lines.append(f"| **suite** | {summary['items']:,} | {summary['official_loop_s']} | {summary['ours_s']} | "
                  f"{summary['speedup']}× | |")
-    return "\n".join(lines)
+    return "\n".join(lines + flops_table(summary))
+
+
+def flops_table(summary: dict[str, Any]) -> list[str]:
+    """Our scoring's achieved FLOP/s per task against the measured matmul peak (none when nothing was packed)."""
+    rows = [r for r in summary["runs"] if "gflops_per_s" in r]
+    if not rows:
+        return []
+    peak = summary["matmul_peak_flops_per_s"]
+    lines = ["", f"our scoring (forward passes only) against a timed fp32 matmul: {peak / 1e9:.1f} GFLOP/s, "
+             f"{summary.get('threads') or torch.get_num_threads()} thread(s)", "",
+             "| task | GFLOP | scoring s | GFLOP/s | of peak |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['task']} | {r['flops'] / 1e9:.1f} | {r['scoring_s']} | {r['gflops_per_s']} | {r['of_peak']:.1%} |"
+              for r in rows]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -63,3 +63,33 @@ def test_reading_surprisals_match_within_a_tolerance_and_missing_values_match_ea
     ours = reading((1.0, math.nan), (2.0, 3.0))
     result = official.compare("reading", ours, reading((1.0 + 1e-5, math.nan), (2.5, 3.0)))
     assert result["same_decisions"] == pytest.approx(2 / 3) and result["max_abs_score_diff"] == pytest.approx(0.5)
+
+
+
+def test_the_flops_fields_are_the_packed_plan_over_the_scorers_own_seconds():
+    """A task's FLOP/s fields: the packed plan's FLOPs over the time inside the scorer; the table shows them."""
+    import argparse
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import bench_evaluation
+    from babykd.data.tokenizer import train_tokenizer
+    from babykd.evaluation import ranking
+    from babykd.evaluation.prefix_scorer import packed_flops
+
+    tokenizer = train_tokenizer(["Box 0 contains the apple. Box 1 contains nothing."] * 20, vocab_size=300,
+                                min_frequency=1, show_progress=False)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4)).eval()
+    items = [ranking.Candidates("u", ("Box 0 contains the apple.", "Box 0 contains nothing."), ("the apple.", "nothing."))]
+    args = argparse.Namespace(device="cpu", repeats=2, batch_tokens=None)
+    scores, seconds, fields = bench_evaluation.timed_ours(model, tokenizer, "entity_tracking", items, args, peak=1e10)
+    assert ranking.packed_loglikelihoods.__name__ == "packed_loglikelihoods"  # the recorder is gone afterwards
+    assert fields["flops"] == packed_flops(model, ranking.candidate_requests(tokenizer, items))
+    assert 0 < fields["scoring_s"] <= seconds + 1e-3
+    assert fields["of_peak"] == pytest.approx(fields["gflops_per_s"] * 1e9 / 1e10, abs=1e-3)
+    summary = {"matmul_peak_flops_per_s": 1e10, "threads": 1, "runs": [{"task": "entity_tracking", **fields}]}
+    assert bench_evaluation.flops_table(summary)[-1].startswith("| entity_tracking |")
+    assert bench_evaluation.matmul_peak("cpu", n=64, seconds=0.05) > 0

@@ -35,6 +35,7 @@ takes no custom mask (flash attention) gets the flat batched scorer of the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -74,17 +75,30 @@ def require_fast(tokenizer: Any) -> None:
         )
 
 
-def completion_request(ids: Sequence[int], offsets: Sequence[tuple[int, int]], sentence: str, completion: str) -> Request:
-    """The `Request` scoring the tokens of `completion` by the pipeline's offset rule."""
-    start_char = len(sentence) - len(completion) + offsets[0][0]
-    # Target position i (i >= 1, the shift) is scored when token i's span ends after start_char.
-    scored = [i for i in range(1, len(ids)) if offsets[i][1] > start_char]
-    if not scored:
-        return Request(tuple(ids[:1]), 0)
-    last = scored[-1]
-    if scored != list(range(last - len(scored) + 1, last + 1)):
-        raise ValueError(f"the completion tokens of {sentence!r} are not contiguous (special token inside?)")
-    return Request(tuple(ids[: last + 1]), len(scored))
+def completion_requests(
+    ids: Sequence[Sequence[int]], offsets: Sequence[Sequence[tuple[int, int]]], pairs: Sequence[tuple[str, str]]
+) -> list[Request]:
+    """The `Request` scoring the tokens of each (sentence, completion) by the pipeline's offset rule.
+
+    Target position i (i >= 1, the causal shift) is scored when token i's span ends after
+    ``len(sentence) - len(completion) + offsets[0][0]``. Vectorised over every token of every
+    sentence at once: per-token Python took 2.3 s on the fast entity-tracking set's 3.4M tokens.
+    """
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    for i in np.flatnonzero(lengths == 0)[:1]:
+        raise ValueError(f"the sentence {pairs[i][0]!r} encodes to no tokens")
+    starts = np.cumsum(lengths) - lengths
+    spans = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), dtype=np.int64, count=2 * int(lengths.sum()))
+    spans = spans.reshape(-1, 2)
+    start_char = np.array([len(sentence) - len(completion) for sentence, completion in pairs]) + spans[starts, 0]
+    index = np.arange(len(spans)) - np.repeat(starts, lengths)
+    scored = (spans[:, 1] > np.repeat(start_char, lengths)) & (index >= 1)
+    count = np.add.reduceat(scored, starts)
+    last = np.maximum.reduceat(np.where(scored, index, 0), starts)  # 0 when nothing is scored: tokens[:1]
+    running = np.concatenate([[0], np.cumsum(scored)])
+    for i in np.flatnonzero(running[starts + last + 1] - running[starts + last + 1 - count] != count)[:1]:
+        raise ValueError(f"the completion tokens of {pairs[i][0]!r} are not contiguous (special token inside?)")
+    return [Request(tuple(t[: k + 1]), n) for t, k, n in zip(ids, last.tolist(), count.tolist())]
 
 
 def candidate_requests(tokenizer: Any, items: Sequence[Candidates]) -> list[Request]:
@@ -99,10 +113,7 @@ def candidate_requests(tokenizer: Any, items: Sequence[Candidates]) -> list[Requ
 def _encode_candidates(tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> list[Request]:
     """The requests of (sentence, completion) pairs, tokenized in one (parallel) call."""
     encoded = tokenizer([s for s, _ in pairs], return_offsets_mapping=True)
-    return [
-        completion_request(ids, offsets, sentence, completion)
-        for ids, offsets, (sentence, completion) in zip(encoded["input_ids"], encoded["offset_mapping"], pairs)
-    ]
+    return completion_requests(encoded["input_ids"], encoded["offset_mapping"], pairs)
 
 
 def request_scores(model: torch.nn.Module, requests: Sequence[Request], **kwargs: Any) -> np.ndarray:
