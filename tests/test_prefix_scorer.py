@@ -144,3 +144,11 @@ def test_packed_flops_count_the_layers_attention_and_logits():
     assert cost.per_token == 2 * body and cost.per_pair == 4 * 32 * 2 and cost.per_logit == 2 * 32 * VOCAB
     one = [Request((1, 2, 3), 2)]
     assert packed_flops(model, one, batch_tokens=64) == cost.row(2) + 2 * cost.per_logit
+
+
+def test_a_forward_that_bypasses_the_gather_is_refused():
+    """If the head's hook never runs (a model compiled before it was added), no logits are read at wrong rows."""
+    model = tiny_model("llama")
+    model.get_output_embeddings = lambda: torch.nn.Linear(32, VOCAB)  # a head the forward never calls
+    with pytest.raises(RuntimeError, match="without the position gather"):
+        packed_loglikelihoods(model, requests(), progress=False)

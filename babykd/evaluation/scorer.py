@@ -180,7 +180,10 @@ def logits_at(model: torch.nn.Module, index: torch.Tensor) -> Iterator[None]:
     `logits_to_keep` cannot do it: it keeps the same positions in every row of a batch. Whatever
     the model does to the head's output (none of GPT-2 and Llama do anything) still applies.
     """
+    ran: list[bool] = []
+
     def gather(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        ran.append(True)
         hidden = args[0]
         return (hidden.reshape(-1, hidden.shape[-1])[index][None], *args[1:])
 
@@ -189,6 +192,8 @@ def logits_at(model: torch.nn.Module, index: torch.Tensor) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+    if not ran:  # e.g. a model compiled before the hook existed: its logits would be read at the wrong rows
+        raise RuntimeError(f"the LM head of {type(model).__name__} ran without the position gather (compiled model?)")
 
 
 def check_dtype(dtype: str) -> None:
