@@ -3,9 +3,9 @@
 In a causal LM a position's hidden state depends only on the tokens up to it, so two requests that
 begin with the same tokens compute the same states there. The suite is full of such prefixes: an
 entity-tracking item's five options continue one 100-300 token context, and items of one scenario
-share most of it across items (3.44M input tokens, 0.13M distinct prefixes, demo tokenizer); a
-BLiMP pair shares the words before its first difference (0.44M tokens, 0.27M distinct); a reading
-context is the previous word's context plus one word.
+share most of it across items (fast set, a 2,000-token BPE: 3.44M input tokens, 0.13M distinct
+prefixes); a BLiMP pair shares the words before its first difference (0.44M tokens, 0.27M
+distinct); a reading context is the previous word's context plus one word.
 
 So the requests' inputs are sorted and laid out as a trie in depth-first order, one trie node per
 column: a row holds a subtree of it (`pack_rows`). Node k is an ancestor of node q exactly when
@@ -201,6 +201,9 @@ def packed_loglikelihoods(
     trie path), and a request with nothing scored scores 0, as an empty sum does.
     """
     check_dtype(dtype)
+    for request in requests:
+        if request.n_scored >= len(request.tokens):  # the first token has no input to be predicted from
+            raise ValueError(f"a request scores {request.n_scored} of its {len(request.tokens)} tokens: {request}")
     scores = np.zeros(len(requests))
     live = [i for i, r in enumerate(requests) if r.n_scored]
     if not live:
