@@ -131,11 +131,19 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
     )
 
 
+#: Global batches a data loader may read beyond the run's last step (see `chunks_read`).
+PREFETCHED_BATCHES = 2
+
+
 def chunks_read(config: RunConfig, data: PreparedData) -> np.ndarray:
     """The training chunks this run will read (its seed's permutation, max_steps × the global batch): what
-    the teacher cache must hold. A run by epochs (no max_steps) reads them all."""
+    the teacher cache must hold. A run by epochs (no max_steps) reads them all.
+
+    Plus the batches its data loader fetches past the last step: accelerate's loader reads one batch
+    ahead (to know which batch is the last), :data:`PREFETCHED_BATCHES` covers it with a margin.
+    """
     steps = config.training.max_steps
-    samples = steps * config.training.batch_size if steps > 0 else None
+    samples = (steps + PREFETCHED_BATCHES) * config.training.batch_size if steps > 0 else None
     return EpochShuffleSampler(len(data.train_dataset), seed=config.training.seed).indices_read(samples)
 
 

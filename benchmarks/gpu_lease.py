@@ -225,6 +225,8 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
     scorer = [python, str(REPO_ROOT / "benchmarks" / "bench_evaluation.py"), "--results", str(eval_results), *model]
     suite = [*scorer, "--protocol", "2025", "--suite-tasks"]
     cheap, entity = [*suite, *SUITE_CHEAP, "reading"], [*suite, ENTITY_TRACKING]
+    offline_kd = [python, str(REPO_ROOT / "benchmarks" / "bench_offline_kd.py"), "--no-results",
+                  "--work", str(eval_results.parent / "offline-kd")]
     if smoke:
         cpu = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
         tiny = ["--device", "cpu", "--max-items-per-subtask", "1"]
@@ -237,19 +239,25 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
             Stage("evaluation", 120, [*scorer, "--no-minicons", *tiny], json_lines, cpu),
             Stage("evaluation-2025", 120, [*cheap, *tiny], json_lines, cpu),
             Stage("evaluation-2025-entity", 120, [*entity, *tiny], json_lines, cpu),
+            Stage("offline-kd", 240, [*offline_kd, "--shapes", "tiny", "--steps", "3", "--warmup", "1", "--k", "8",
+                                      "--device", "cpu"], json_lines, cpu),
         ]
     # planned_s: ~12 s of imports and CUDA start per process, then the work (estimates from the CPU runs and
     # the arithmetic until a lease measures them); each limit leaves headroom over its plan.
-    training = {"babyllama": (45, 75), "dskd": (55, 85), "pretrain-gpt2-705m": (40, 65)}
+    training = {"babyllama": (45, 60), "dskd": (55, 70), "pretrain-gpt2-705m": (40, 55)}
     return [
-        Stage("correctness", 125, correctness, junit_records, planned_s=95),
+        Stage("correctness", 110, correctness, junit_records, planned_s=95),
         *(Stage(f"training-{name}", limit, [*bench, "--scenarios", name, "--modes", LEASE_MODES, "--warmup", "5",
                                             "--steps", "15"], json_lines, planned_s=planned)
           for name, (planned, limit) in training.items()),
-        Stage("evaluation", 50, [*scorer, "--no-minicons"], json_lines, planned_s=35),
-        Stage("evaluation-2025", 70, [*cheap, "--device", "cuda"], json_lines, planned_s=55),
-        Stage("evaluation-2025-entity", 35, [*entity, "--device", "cuda", "--max-items-per-subtask",
+        Stage("evaluation", 45, [*scorer, "--no-minicons"], json_lines, planned_s=35),
+        Stage("evaluation-2025", 65, [*cheap, "--device", "cuda"], json_lines, planned_s=55),
+        Stage("evaluation-2025-entity", 30, [*entity, "--device", "cuda", "--max-items-per-subtask",
                                              str(ENTITY_ITEMS_PER_SUBTASK)], json_lines, planned_s=25),
+        # The published student's shapes: the 16k tokenizer and token caches, then three 8-step runs (last:
+        # the least certain plan; a timeout loses only this stage).
+        Stage("offline-kd", 80, [*offline_kd, "--shapes", "published", "--steps", "8", "--warmup", "3",
+                                 "--device", "cuda"], json_lines, planned_s=70),
     ]
 
 

@@ -116,7 +116,7 @@ def test_smoke_runs_every_stage_and_brings_back_few_files(smoke) -> None:
     assert len(files) <= MAX_FILES_BACK and {gpu_lease.RESULTS, gpu_lease.SUMMARY} <= set(files), files
     ends = {line["stage"]: line for line in lines if line.get("event") == "end"}
     expected = ["correctness", *(f"training-{s}" for s in gpu_lease.TRAINING_SCENARIOS), "evaluation",
-                "evaluation-2025", "evaluation-2025-entity"]
+                "evaluation-2025", "evaluation-2025-entity", "offline-kd"]
     assert list(ends) == expected
     assert all(end["status"] == "ok" and end["records"] > 0 for end in ends.values()), ends
 
@@ -137,6 +137,8 @@ def test_smoke_records_carry_the_measured_figures(smoke) -> None:
     assert [r["task"] for r in suite] == [*gpu_lease.SUITE_CHEAP, "reading"]  # cheap first, each as it ended
     assert entity[0]["task"] == "entity_tracking"
     assert all(r["ours_s"] > 0 and r["official_loop_s"] > 0 for r in suite + entity)
+    offline = {r.get("arm", r.get("event")): r for r in lines if r.get("stage") == "offline-kd"}
+    assert {"alone", "online", "cached", "ratios"} <= set(offline) and offline["ratios"]["cached_over_alone"] > 0
 
 
 def test_smoke_summary_shows_the_records_and_marks_the_rest_not_measured(smoke) -> None:
@@ -219,7 +221,8 @@ def test_the_lease_is_one_call_most_valuable_stages_first() -> None:
     stages = gpu_lease.plan(Path("out"), "python3", smoke=False, eval_model=None, eval_results=Path("e.jsonl"))
     names = [stage.name for stage in stages]
     assert names == ["correctness", *(f"training-{s}" for s in gpu_lease.TRAINING_SCENARIOS), "evaluation",
-                     "evaluation-2025", "evaluation-2025-entity"]
+                     "evaluation-2025", "evaluation-2025-entity", "offline-kd"]
+    assert "--shapes published" in " ".join(stages[-1].command)  # cached vs online vs alone at the 58M student
     assert sum(stage.limit_s for stage in stages) + gpu_lease.KIT_OVERHEAD_S <= gpu_lease.LEASE_CALL_S <= 540
     assert all(0 < stage.planned_s < stage.limit_s for stage in stages)
     commands = {stage.name: " ".join(stage.command) for stage in stages}
