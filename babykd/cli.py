@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from babykd import REPO_ROOT
 from babykd.config import ConfigError, RunConfig, load_run_config
 from babykd.errors import UserError
-from babykd.preemption import PREEMPTED_EXIT_CODE
+from babykd.run.preemption import PREEMPTED_EXIT_CODE
 
 
 #: `--allow-config-change` of every command that resumes runs (train, distill, grid run).

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.run.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.config import ConfigError, RunConfig, config_differences, load_run_config, plain_config, saved_run_config
 from babykd.rules import scaled_schedule
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, default_data_dir, load_tasks

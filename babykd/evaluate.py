@@ -50,7 +50,7 @@ from babykd.evaluation.suite import (
 )
 from babykd.evaluation.suite_data import MissingEvalData
 from babykd.evaluation.tasks import DEFAULT_TASKS, TASK_FOLDERS, Task, TaskDataError, load_task, load_tasks
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 from babykd.rules import REVISIONS_DIR, check_revision_name
 
 PROTOCOLS = ("2025", "2024")

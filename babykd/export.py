@@ -34,8 +34,8 @@ import yaml
 from babykd.evaluation.store import weights_fingerprint, weights_problem
 from babykd.evaluation.submission import SUBMISSION_FILE, collate_submission
 from babykd.evaluation.submission_check import check_file
-from babykd.provenance import PROVENANCE_FILE, describe_code_versions
-from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
+from babykd.run.provenance import PROVENANCE_FILE, describe_code_versions
+from babykd.run.words_seen import REVISION_INFO_FILE, saved_revisions
 
 #: Files of a saved HF model + tokenizer that belong in the repository (not checkpoints, logs, eval).
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model")

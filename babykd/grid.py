@@ -217,7 +217,7 @@ def run_point(grid: Grid, index: int, overrides: Sequence[str] = (), allow_confi
     A point resumed under a config that differs from its run_config.yaml (a changed `--set`, an edited
     base recipe) is refused unless `allow_config_change`, as `train.py --resume` refuses it.
     """
-    from babykd.preemption import PREEMPTED_EXIT_CODE
+    from babykd.run.preemption import PREEMPTED_EXIT_CODE
     from babykd.training import is_finished, run_training
 
     config = grid.config(index, overrides)
@@ -247,7 +247,7 @@ class PointResult:
     blimp: float | None = None
     blimp_subset: bool = False
     steps: int | None = None
-    #: The code versions that trained it, when there were several (see babykd.provenance.describe_code_versions).
+    #: The code versions that trained it, when there were several (see babykd.run.provenance.describe_code_versions).
     code_versions: str | None = None
     #: Each weighted term's share of the student's gradient at the steps the run measured (babykd.losses.shares).
     term_shares: tuple[dict[str, Any], ...] = ()
@@ -278,7 +278,7 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
     """Status, dev CE and BLiMP of one point (a damaged file is warned about, never fatal)."""
     from babykd.evaluation.report import read_results
     from babykd.losses.shares import read_term_shares
-    from babykd.provenance import describe_code_versions
+    from babykd.run.provenance import describe_code_versions
     from babykd.training import PROVENANCE_FILE, is_finished
 
     if not is_finished(run_dir):
@@ -309,8 +309,8 @@ def read_point(point: GridPoint, run_dir: Path) -> PointResult:
 
 def _unfinished_point(point: GridPoint, run_dir: Path) -> PointResult:
     """A point stopped by the divergence guard (at which step, why), or pending (from which checkpoint)."""
-    from babykd.divergence import read_stop
-    from babykd.trainer import last_complete_checkpoint
+    from babykd.run.divergence import read_stop
+    from babykd.run.checkpoints import last_complete_checkpoint
 
     stop = read_stop(run_dir)
     if stop is not None:
@@ -382,7 +382,7 @@ def summary_path(grid: Grid, overrides: Sequence[str] = ()) -> Path:
 
 def summarize(grid: Grid, overrides: Sequence[str] = (), finalists: int = 3) -> tuple[str, list[PointResult]]:
     """Read every point's results; write the markdown summary atomically; return it and the ranking."""
-    from babykd.atomic import atomic_write_text
+    from babykd.run.atomic import atomic_write_text
 
     results = [read_point(p, grid.config(p.index, overrides).output.run_dir) for p in grid.points]
     text = summary_markdown(grid, results, finalists)

@@ -39,12 +39,12 @@ import numpy as np
 import yaml
 
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.run.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_run_config, read_yaml
 from babykd.errors import EvaluationError
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
 from babykd.evaluation.suite_tasks import REGISTRY
-from babykd.provenance import file_sha256, provenance
+from babykd.run.provenance import file_sha256, provenance
 
 if TYPE_CHECKING:
     from babykd.grid import Grid
@@ -323,7 +323,7 @@ def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
 def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
     """Screen every point of the budget's grids (their teachers come from the plan), timed per point."""
     from babykd.grid import run_point
-    from babykd.preemption import PREEMPTED_EXIT_CODE
+    from babykd.run.preemption import PREEMPTED_EXIT_CODE
 
     clock = StageClock(out_root)
     for screen, grid, overrides in screens(budget, corpus, out_root):

@@ -41,11 +41,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from babykd.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
+from babykd.run.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
 from babykd.config import DistillationConfig
 from babykd.data.dataset import ChunkDataset
 from babykd.losses import combined_teacher_log_probs, top_k_targets
-from babykd.run_lock import folder_lock
+from babykd.run.lock import folder_lock
 
 logger = logging.getLogger(__name__)
 

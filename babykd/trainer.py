@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,21 +31,20 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerContr
 from transformers import masking_utils
 from transformers.trainer_callback import ExportableState
 
-from babykd.atomic import atomic_write_text
+from babykd import losses
 from babykd.config import DistillationConfig, LossWeightsConfig
 from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
-from babykd import losses
 from babykd.losses import terms as loss_terms
 from babykd.losses.shares import TermShareLog
+from babykd.run.atomic import atomic_write_text
+from babykd.run.checkpoints import COMPLETE_MARKER, rotate_checkpoints
+from babykd.run.words_seen import WordsSeen
 from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
-from babykd.words_seen import WordsSeen
 
 logger = logging.getLogger(__name__)
 
 #: Name of the extra-module weights inside a checkpoint directory.
 EXTRA_MODULES_FILE = "distillation_modules.safetensors"
-#: Marker written last into a checkpoint: a directory without it is incomplete.
-COMPLETE_MARKER = "checkpoint_complete"
 
 
 class DatasetEpochCallback(TrainerCallback):
@@ -407,48 +404,3 @@ class KDTrainer(Trainer):
             if not path.is_file():
                 raise FileNotFoundError(f"{resume_from_checkpoint}: no {EXTRA_MODULES_FILE} to restore projections")
             self.extra_modules.load_state_dict(load_file(str(path), device=str(self.args.device)))
-
-
-def complete_checkpoints(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """(step, folder) of every `checkpoint-N` below `checkpoint_dir` that finished saving, oldest first."""
-    folders = _checkpoint_folders(checkpoint_dir)
-    return sorted((step, folder) for step, folder in folders if (folder / COMPLETE_MARKER).is_file())
-
-
-def last_complete_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
-    """The newest `checkpoint-N` below `checkpoint_dir` that finished saving, or None."""
-    complete = complete_checkpoints(checkpoint_dir)
-    return str(complete[-1][1]) if complete else None
-
-
-def rotate_checkpoints(checkpoint_dir: str | os.PathLike, limit: int | None, keep: str | None = None) -> None:
-    """Keep the newest `limit` complete checkpoints (and `keep`); delete the others up to the newest complete one.
-
-    Only complete checkpoints count towards the limit, so the newest complete
-    one survives until a newer one is complete; incomplete folders older than
-    it are leftovers of killed saves. Nothing happens when `limit` is None or < 1.
-    """
-    complete = complete_checkpoints(checkpoint_dir)
-    if not limit or limit < 1 or not complete:
-        return
-    kept = {folder for _, folder in complete[-limit:]}
-    if keep is not None:
-        kept.add(Path(keep))
-    newest = complete[-1][0]
-    for step, folder in _checkpoint_folders(checkpoint_dir):
-        if step <= newest and folder not in kept:
-            logger.info("deleting %s (save_total_limit=%d)", folder, limit)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _checkpoint_folders(checkpoint_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    root = Path(checkpoint_dir)
-    if not root.is_dir():
-        return []
-    folders = ((child.name.rsplit("-", 1)[-1], child) for child in root.glob("checkpoint-*") if child.is_dir())
-    return [(int(step), child) for step, child in folders if step.isdigit()]
-
-
-def checkpoint_state(checkpoint: str | os.PathLike) -> TrainerState:
-    """The Trainer's state (global step, log history) saved with `checkpoint`."""
-    return TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))

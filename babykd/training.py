@@ -26,28 +26,29 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from transformers import set_seed
 from transformers.integrations import TensorBoardCallback
 
-from babykd.atomic import (
+from babykd.run.atomic import (
     atomic_directory, atomic_write_json, atomic_write_text, normal_permissions, write_failures_named,
 )
 from babykd.config import ConfigError, RunConfig, derive_batch_layout
 from babykd.data.collator import FixedChunkCollator
 from babykd.data.dataset import EpochShuffleSampler
 from babykd.data.pipeline import PreparedData, prepare_data
-from babykd.divergence import STOPPED_FILE, DivergenceGuard
+from babykd.run.divergence import STOPPED_FILE, DivergenceGuard
 from babykd.losses.shares import TERM_SHARES_FILE, TermShareLog
 from babykd.models import build_model, count_parameters
-from babykd.preemption import PreemptionCallback
-from babykd.run_lock import folder_lock
-from babykd.provenance import PROVENANCE_FILE, code_versions, provenance, record_code_version
-from babykd.run_start import (
+from babykd.run.preemption import PreemptionCallback
+from babykd.run.lock import folder_lock
+from babykd.run.provenance import PROVENANCE_FILE, code_versions, provenance, record_code_version
+from babykd.run.start import (
     CONFIG_CHANGES_FILE, RUN_CONFIG_FILE, RunFolderError, StartPlan, config_changes, plan_start, record_config_change,
 )
-from babykd.lineage import lineage_record
+from babykd.run.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
-from babykd.words_seen import WordsSeen
+from babykd.run.words_seen import WordsSeen
 from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
 from babykd.teachers import build_distillation_modules, check_logit_widths, load_teachers
-from babykd.trainer import KDTrainer, TrainingClock, checkpoint_state, last_complete_checkpoint
+from babykd.trainer import KDTrainer, TrainingClock
+from babykd.run.checkpoints import checkpoint_state, last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         logging_steps=t.logging_steps,
         logging_first_step=True,
         # HF's default filter replaces a NaN/inf step loss by the running mean, hiding a diverged run from
-        # the log (and syncs the GPU every step to do so); babykd.divergence stops such a run instead.
+        # the log (and syncs the GPU every step to do so); babykd.run.divergence stops such a run instead.
         logging_nan_inf_filter=False,
         eval_strategy="steps" if t.eval_steps else "epoch",
         eval_steps=t.eval_steps,
@@ -186,7 +187,7 @@ def run_training(config: RunConfig, resume: bool = False, callbacks: list[Any] |
     is continued (a fresh start when there is none), with the config it was saved
     with unless `allow_config_change`. Without it, a folder holding complete
     checkpoints or a finished run is only started over with `fresh=True` (see
-    :mod:`babykd.run_start`). On SIGTERM/SIGUSR1 the run
+    :mod:`babykd.run.start`). On SIGTERM/SIGUSR1 the run
     saves a checkpoint and returns early with `preempted=True` (no final model).
     The run folder is locked for the whole run (a second run into it is refused
     with the holder's host, pid and start time) and is left as it was until the

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from babykd import REPO_ROOT
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "cpu_contention.jsonl"
 #: (threads, OMP_WAIT_POLICY): the defaults before the fix, the fix, and one thread.

@@ -57,13 +57,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_text
+from babykd.run.atomic import atomic_write_text
 from babykd.config import load_model_config
 from babykd.data.tokenizer import train_tokenizer
 from babykd.evaluation.scorer import score_items
 from babykd.evaluation.tasks import DEFAULT_TASKS, Item, Task, load_tasks
 from babykd.models import build_model
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 from official_2025 import is_pipeline, run_against_official
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "evaluation.jsonl"

@@ -36,10 +36,10 @@ import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_text
+from babykd.run.atomic import atomic_write_text
 from babykd.config import RunConfig, load_model_config, load_run_config
 from babykd.models import build_model
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 from babykd.training import load_data, run_training
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "offline_kd.jsonl"

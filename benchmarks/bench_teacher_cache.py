@@ -28,10 +28,10 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from babykd import REPO_ROOT, losses
-from babykd.atomic import atomic_write_text
+from babykd.run.atomic import atomic_write_text
 from babykd.config import RunConfig, load_run_config
 from babykd.models import build_model
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 from babykd.teachers import load_teachers
 from babykd.training import load_data
 

@@ -72,19 +72,19 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from babykd import REPO_ROOT, losses
-from babykd.atomic import atomic_write_text
+from babykd.run.atomic import atomic_write_text
 from babykd.config import RunConfig, load_model_config, load_run_config
 from babykd.data.dataset import WORDS_KEY, EpochShuffleSampler
 from babykd.models import build_model, count_parameters
-from babykd.provenance import device_name, provenance
+from babykd.run.provenance import device_name, provenance
 from babykd.teacher_cache import CachedTargetsDataset, build_teacher_cache
 from babykd.teachers import build_distillation_modules
 from babykd.trainer import KDTrainer
 from babykd.data.collator import FixedChunkCollator
-from babykd.divergence import DivergenceGuard
-from babykd.preemption import PreemptionCallback
+from babykd.run.divergence import DivergenceGuard
+from babykd.run.preemption import PreemptionCallback
 from babykd.training import tensorboard_callback, training_arguments
-from babykd.words_seen import WordsSeen
+from babykd.run.words_seen import WordsSeen
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "training.jsonl"
 

@@ -30,7 +30,7 @@ fi
 BABYKD_MODELS=$(realpath -m "${BABYKD_MODELS:-$BABYKD_REPO/models}")
 export BABYKD_PYTHON BABYKD_MODELS
 #: Exit status of a training stopped by SIGTERM/SIGUSR1 after saving a checkpoint
-#: (babykd.preemption.PREEMPTED_EXIT_CODE; tests/test_slurm_jobs.py checks they agree).
+#: (babykd.run.preemption.PREEMPTED_EXIT_CODE; tests/test_slurm_jobs.py checks they agree).
 BABYKD_PREEMPTED=99
 #: Written last into a finished run directory (babykd.training.PROVENANCE_FILE).
 BABYKD_FINISHED_FILE=provenance.json

@@ -13,8 +13,9 @@ from typing import BinaryIO, Iterator
 import pytest
 from transformers import PreTrainedTokenizerBase
 
-from babykd import atomic, evaluate
-from babykd.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, remove_leftovers
+from babykd import evaluate
+from babykd.run import atomic
+from babykd.run.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, remove_leftovers
 from babykd.errors import UserError
 from test_evaluation_cli import data_dir, save_model, tokenizer  # noqa: F401  (fixtures: a tiny model and its data)
 

@@ -133,8 +133,8 @@ def test_each_comparison_is_printed_as_soon_as_both_sides_exist(smoke_run: tuple
 def test_ours_is_the_trainer_users_run(tmp_path: Path) -> None:
     """The collator, words-seen ledger, divergence guard, preemption check and TensorBoard of `run_training`."""
     from babykd.data.collator import FixedChunkCollator
-    from babykd.divergence import DivergenceGuard
-    from babykd.preemption import PreemptionCallback
+    from babykd.run.divergence import DivergenceGuard
+    from babykd.run.preemption import PreemptionCallback
     from transformers.integrations import TensorBoardCallback
 
     bench = load_benchmark()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from babykd import trainer as trainer_module
-from babykd.trainer import COMPLETE_MARKER, last_complete_checkpoint
+from babykd.run.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
 from babykd.training import is_finished, run_training
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"

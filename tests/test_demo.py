@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from babykd.demo import DEMO_RUNS, PRESETS, REAL_RUNS, main
 from babykd.rules import revision_name, scaled_schedule
-from babykd.words_seen import saved_revisions
+from babykd.run.words_seen import saved_revisions
 from tests.conftest import shared_or_skip
 
 #: 500 generated pairs (5 phenomena x 100): at chance (0.5) the standard error is about 0.022.

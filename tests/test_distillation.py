@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from babykd import REPO_ROOT
 from babykd.losses import auxiliary_classifier_loss
 from babykd.teachers import TeacherMismatchError
-from babykd.trainer import EXTRA_MODULES_FILE, KDTrainer, last_complete_checkpoint
+from babykd.trainer import EXTRA_MODULES_FILE, KDTrainer
+from babykd.run.checkpoints import last_complete_checkpoint
 from babykd.training import run_training
 from tests.test_training import SignalAtStep
 

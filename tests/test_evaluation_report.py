@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from babykd import reproduce
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.evaluation.report import (
     cell_values, collect, csv_table, heatmap_columns, markdown_table, plot_learning_curves, plot_results,
     read_results, results_lock, revision_words, weights_fingerprint, write_results,

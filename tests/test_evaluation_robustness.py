@@ -24,7 +24,7 @@ from babykd.evaluation.report import collect, write_results
 from babykd.evaluation.stats import spearman
 from babykd.export import score_lines
 from babykd.models import SUITE_LONGEST_INPUT, build_model
-from babykd.run_start import StartPlan
+from babykd.run.start import StartPlan
 from babykd.rules import REVISIONS_DIR
 from babykd.training import begin_run
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from babykd import training
-from babykd.run_start import RunFolderError
+from babykd.run.start import RunFolderError
 from babykd.training import PROVENANCE_FILE, run_training
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"

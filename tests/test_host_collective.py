@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from babykd import host_collective
+from babykd.run import host_collective
 
 
 @pytest.fixture

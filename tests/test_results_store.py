@@ -20,7 +20,7 @@ from babykd import REPO_ROOT
 from babykd.evaluation import store
 from babykd.evaluation.report import results_lock
 from babykd.evaluation.store import weights_fingerprint
-from babykd.run_lock import file_lock
+from babykd.run.lock import file_lock
 from babykd.evaluation.submission import SUBMISSION_FILE
 from babykd.evaluation.submission_check import check_file
 from babykd.export import export_run
@@ -151,7 +151,7 @@ def test_two_submissions_at_once_score_a_unit_once(run_dir, suite):
 def test_every_lock_is_the_one_flock_primitive(tmp_path):
     """The results lock, the unit lock and the run-folder lock are all `run_lock.file_lock` (no fcntl elsewhere):
     a second holder is told who holds it (what the holder wrote) and waits until it is released."""
-    assert [p.name for p in (REPO_ROOT / "babykd").rglob("*.py") if "fcntl" in p.read_text()] == ["run_lock.py"]
+    assert [p.name for p in (REPO_ROOT / "babykd").rglob("*.py") if "fcntl" in p.read_text()] == ["lock.py"]
     lock, told, order = tmp_path / "eval" / ".results.lock", [], []
 
     def second_holder() -> None:

@@ -22,14 +22,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from babykd import REPO_ROOT
 from babykd.cli import train_main
 from babykd.config import RunConfig
-from babykd.divergence import NonFiniteError, read_stop
+from babykd.run.divergence import NonFiniteError, read_stop
 from babykd.errors import UserError
 from babykd.evaluation.tasks import TaskDataError
 from babykd.rules import RulesError
-from babykd.run_lock import LOCK_FILE, FolderInUseError, folder_lock
-from babykd.run_start import RunFolderError, resume_changes
+from babykd.run.lock import LOCK_FILE, FolderInUseError, folder_lock
+from babykd.run.start import RunFolderError, resume_changes
 from babykd.teachers import TeacherMismatchError
-from babykd.trainer import last_complete_checkpoint
+from babykd.run.checkpoints import last_complete_checkpoint
 from babykd.training import PROVENANCE_FILE, is_finished, run_training
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"
@@ -39,7 +39,7 @@ SHORT = ("training.max_steps=4", "training.save_steps=2", "training.logging_step
 def test_second_run_into_a_folder_is_refused_naming_the_holder(tiny_config, tmp_path: Path) -> None:
     config = tiny_config(LLAMA, "busy", *SHORT)
     holder = subprocess.Popen(  # another job training into the same folder
-        [sys.executable, "-c", "import sys, time; from babykd.run_lock import folder_lock\n"
+        [sys.executable, "-c", "import sys, time; from babykd.run.lock import folder_lock\n"
          "with folder_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(config.output.run_dir)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
     )
@@ -277,7 +277,7 @@ def test_provenance_lists_every_code_version_that_trained_the_run_with_its_steps
     tiny_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Train with code A, crash, resume with code B, crash, resume with B again: both versions, each with its steps."""
-    from babykd import provenance
+    from babykd.run import provenance
     from babykd.export import model_card
 
     config = tiny_config(LLAMA, "two-code-versions", "training.max_steps=6", "training.save_steps=2")

@@ -59,7 +59,7 @@ def script_constant(name: str) -> str:
 
 
 def test_common_sh_constants_match_the_python_package() -> None:
-    from babykd.preemption import PREEMPTED_EXIT_CODE
+    from babykd.run.preemption import PREEMPTED_EXIT_CODE
     from babykd.training import PROVENANCE_FILE
 
     assert script_constant("BABYKD_PREEMPTED") == str(PREEMPTED_EXIT_CODE)

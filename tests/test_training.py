@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from babykd.training import is_finished, run_training
-from babykd.trainer import COMPLETE_MARKER, last_complete_checkpoint
+from babykd.run.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
 
 LLAMA = "config/runs/tiny/pretrain-tiny-llama.yaml"
 

@@ -23,7 +23,7 @@ from babykd.export import ExportError, export_run
 from babykd.rules import RulesError, check_words_budget, checkpoint_marks, revision_name, revision_words
 from babykd.trainer import KDTrainer
 from babykd.training import is_finished, run_training
-from babykd.words_seen import REVISION_INFO_FILE, saved_revisions
+from babykd.run.words_seen import REVISION_INFO_FILE, saved_revisions
 
 from test_training import LLAMA, SignalAtStep
 

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ..atomic import atomic_write_bytes, atomic_write_json
+from ..run.atomic import atomic_write_bytes, atomic_write_json
 from .tokenizer import tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)

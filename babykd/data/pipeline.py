@@ -18,9 +18,9 @@ from typing import Any, Iterator, Sequence
 from torch.utils.data import Subset
 from transformers import PreTrainedTokenizerFast
 
-from ..atomic import atomic_write_text, remove_leftovers
+from ..run.atomic import atomic_write_text, remove_leftovers
 from ..config import DataConfig
-from ..run_lock import CACHE_LOCK_FILE, folder_lock
+from ..run.lock import CACHE_LOCK_FILE, folder_lock
 from .cache import DocumentBoundaries, check_boundaries, load_or_build, text_fingerprint
 from .corpus import SPLITS, Corpus, CorpusError, DocFormat, SourceDocuments, open_corpus
 from .dataset import ChunkDataset, TooShortForChunks, eval_subset

@@ -30,7 +30,7 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from ..atomic import atomic_directory
+from ..run.atomic import atomic_directory
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.cli import library_progress_bars
 from babykd.errors import EvaluationError, UserError
 from babykd.evaluation import store, submission

@@ -16,7 +16,7 @@ import torch
 from babykd.evaluation import store
 from babykd.evaluation.submission import collate_submission
 from babykd.evaluation.report import write_results
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 
 
 def save_family_results(

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from babykd.atomic import atomic_write_bytes
+from babykd.run.atomic import atomic_write_bytes
 
 _PARTS = ("key", "epoch", "training", "progress", "rng")
 

@@ -25,12 +25,12 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-from babykd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from babykd.run.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from babykd.evaluation.store import read_results, weights_fingerprint, weights_problem
 from babykd.evaluation.suite import SUITE_TASKS
 from babykd.evaluation.tasks import DEFAULT_TASKS
 from babykd.rules import revision_words
-from babykd.run_lock import file_lock
+from babykd.run.lock import file_lock
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ cached. The key is a sha256 of everything the requests depend on:
 * every text the requests are built from, and the caller's parameters (`kind`, e.g. a max length);
 * the source of the module that builds them, so a change of the rules is a miss, never a stale hit.
 
-Disk entries are written atomically (`babykd.atomic`); an unreadable one is a miss and rewritten.
+Disk entries are written atomically (`babykd.run.atomic`); an unreadable one is a miss and rewritten.
 Folder: ``$BABYKD_EVAL_CACHE`` (``off`` disables the disk copy), else
 ``${XDG_CACHE_HOME:-~/.cache}/babykd/eval-requests``.
 """
@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from babykd.atomic import atomic_write_bytes
+from babykd.run.atomic import atomic_write_bytes
 from babykd.evaluation.request import Request
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from babykd.evaluation.request import Request
 from babykd.evaluation.request_cache import cached_requests
 from babykd.evaluation.tasks import DEFAULT_TASKS, Item, Task, load_tasks
-from babykd.provenance import provenance
+from babykd.run.provenance import provenance
 
 #: The harness's `target_delimiter`: prepended to every choice.
 TARGET_DELIMITER = " "

@@ -31,8 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from babykd.atomic import atomic_write_json
-from babykd.run_lock import file_lock
+from babykd.run.atomic import atomic_write_json
+from babykd.run.lock import file_lock
 from babykd.rules import FINAL_REVISION, REVISIONS_DIR, revision_words
 
 FINAL = FINAL_REVISION  # the final model's "revision" in the predictions layout (the hub's default branch)

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.evaluation import store
 from babykd.evaluation.glue_data import GLUE_TASKS
 from babykd.evaluation.report import weights_fingerprint

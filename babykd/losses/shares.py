@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.losses.terms import weighted_terms
 
 #: Where a run keeps its measured shares (see `TermShareLog`).

@@ -16,7 +16,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from ...atomic import atomic_directory
+from ...run.atomic import atomic_directory
 from .cfg import Choice, Grammar, leaves
 from .render import chunks, prose, speech_line
 

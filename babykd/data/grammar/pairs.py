@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...atomic import atomic_directory
+from ...run.atomic import atomic_directory
 from .cfg import Grammar, Tree, leaves
 from .render import prose
 

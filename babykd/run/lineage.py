@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from babykd.provenance import PROVENANCE_FILE
+from babykd.run.provenance import PROVENANCE_FILE
 from babykd.rules import lineage_total
 
 

@@ -22,7 +22,7 @@ import torch
 
 import babykd
 from babykd import REPO_ROOT
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 
 #: Written last into a finished run directory: its presence means the run finished.
 PROVENANCE_FILE = "provenance.json"

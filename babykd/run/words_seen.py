@@ -6,7 +6,7 @@ steps, and its age-of-acquisition evaluation reads checkpoints named by words
 that start in it (:mod:`babykd.data.words`); the collator sums them into one
 host int per micro-batch, the trainer hands it to :meth:`WordsSeen.add`, and
 each optimizer step closes a sum (all-reduced over processes on a CPU group,
-:mod:`babykd.host_collective`), so the total is what the optimizer consumed,
+:mod:`babykd.run.host_collective`), so the total is what the optimizer consumed,
 across epochs, processes and resumes. Nothing is read from the device: a
 revision is saved at the exact step without a host-device sync per step.
 
@@ -28,8 +28,8 @@ from typing import Any, Sequence
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-from babykd.atomic import atomic_directory, atomic_write_json
-from babykd.host_collective import host_all_reduce
+from babykd.run.atomic import atomic_directory, atomic_write_json
+from babykd.run.host_collective import host_all_reduce
 from babykd.rules import REVISIONS_DIR, revision_name, revision_words
 
 logger = logging.getLogger(__name__)

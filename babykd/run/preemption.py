@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from babykd.host_collective import host_all_reduce
+from babykd.run.host_collective import host_all_reduce
 
 logger = logging.getLogger(__name__)
 

@@ -109,7 +109,7 @@ def remove_leftovers(directory: str | os.PathLike, prefix: str = "") -> list[Pat
     """Delete the temporary files and folders that interrupted atomic writes of `directory/prefix*` left.
 
     Only safe while no other process can be writing them: callers hold the
-    lock that covers them (see :mod:`babykd.run_lock`). Returns what was removed.
+    lock that covers them (see :mod:`babykd.run.lock`). Returns what was removed.
     """
     removed = sorted(Path(directory).glob(f".{glob.escape(prefix)}*.tmp"))
     for leftover in removed:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from babykd.atomic import remove_leftovers
+from babykd.run.atomic import remove_leftovers
 from babykd.errors import UserError
 
 logger = logging.getLogger(__name__)

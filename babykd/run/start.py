@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.config import RunConfig, config_differences, plain_config, saved_run_config
 from babykd.errors import UserError
-from babykd.provenance import PROVENANCE_FILE
-from babykd.trainer import checkpoint_state, last_complete_checkpoint
+from babykd.run.provenance import PROVENANCE_FILE
+from babykd.run.checkpoints import checkpoint_state, last_complete_checkpoint
 
 RUN_CONFIG_FILE = "run_config.yaml"
 #: The allowed config changes of a resumed run, one record per change: {"step", "changes"}.

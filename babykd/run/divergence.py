@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from babykd.atomic import atomic_write_json
+from babykd.run.atomic import atomic_write_json
 from babykd.errors import UserError
 
 #: Logged numbers that are NaN/inf only when training has diverged.
