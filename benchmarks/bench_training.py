@@ -459,7 +459,8 @@ def reference_trainer(
     weights = {"ce": 1.0}
     if distillation:
         weights = {name: getattr(distillation.weights, name) for name in ("ce", "kl", "hidden")}
-    projections = copy.deepcopy(proto.extra.projections) if proto.extra is not None else None
+    hidden = proto.extra.of(losses.REGISTRY["hidden"]) if proto.extra is not None else None
+    projections = copy.deepcopy(hidden) if hidden is not None else None
     return ReferenceTrainer(
         model=copy.deepcopy(proto.student), args=args, train_dataset=dataset, callbacks=callbacks,
         teachers=[copy.deepcopy(teacher) for teacher in proto.teachers], weights=weights,
