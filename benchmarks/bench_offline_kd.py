@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,11 +35,10 @@ import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from babykd import REPO_ROOT
-from babykd.run.atomic import atomic_write_text
 from babykd.config import RunConfig, load_model_config, load_run_config
 from babykd.models import build_model
-from babykd.run.provenance import provenance
 from babykd.training import load_data, run_training
+from records import emit  # beside this file (the script's folder is on sys.path)
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "offline_kd.jsonl"
 #: The shared folder (the lease kit points BABYKD_SHARED at its unpacked pack).
@@ -180,13 +178,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     teachers = save_teachers(shapes, options.work, data.tokenizer)
     records = [measure(arm, shapes, options, teachers) for arm in ("alone", "online", "cached")]
     records.append(ratios(records))
-    env = provenance(command=" ".join(["bench_offline_kd.py", *(argv if argv is not None else sys.argv[1:])]))
-    lines = [{"env": {key: env[key] for key in ("date", "git_commit", "versions", "device", "command")}}, *records]
-    text = "".join(json.dumps(line) + "\n" for line in lines)
-    print(text, end="")
-    if not options.no_results:
-        previous = options.results.read_text() if options.results.exists() else ""
-        atomic_write_text(options.results, previous + text)
+    emit("bench_offline_kd.py", argv, records, None if options.no_results else options.results)
     return records
 
 

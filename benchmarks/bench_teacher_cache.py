@@ -19,8 +19,6 @@ bench_training.py's `ours+cache` mode.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,12 +26,11 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from babykd import REPO_ROOT, losses
-from babykd.run.atomic import atomic_write_text
 from babykd.config import RunConfig, load_run_config
 from babykd.models import build_model
-from babykd.run.provenance import provenance
 from babykd.teachers import load_teachers
 from babykd.training import load_data
+from records import emit  # beside this file (the script's folder is on sys.path)
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results" / "teacher_cache.jsonl"
 
@@ -100,13 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.manual_seed(0)
     student = AutoModelForCausalLM.from_pretrained(options.student) if options.student else build_model(config.model)
     records = [{**r, "student": str(options.student or "fresh")} for r in measure(config, student, options.k, options.batches)]
-    env = provenance(command=" ".join(["bench_teacher_cache.py", *(argv if argv is not None else sys.argv[1:])]))
-    lines = [{"env": {key: env[key] for key in ("date", "git_commit", "versions", "device", "command")}}, *records]
-    text = "".join(json.dumps(line) + "\n" for line in lines)
-    print(text, end="")
-    if not options.no_results:
-        previous = options.results.read_text() if options.results.exists() else ""
-        atomic_write_text(options.results, previous + text)
+    emit("bench_teacher_cache.py", argv, records, None if options.no_results else options.results)
 
 
 if __name__ == "__main__":

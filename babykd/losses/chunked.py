@@ -170,16 +170,11 @@ class _SoftTargetKL(torch.autograd.Function):
         ctx: Any, student: Tensor, weights: Tensor | None, need_grad: bool, temperature: float, combine: str,
         divisor: Tensor, chunk_rows: int, *teachers: Tensor,
     ) -> Tensor:
-        grad = torch.empty_like(student) if need_grad else None
-        scale = temperature / divisor if need_grad else None
-        total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for part in chunk_slices(student.size(0), chunk_rows):
-            w = None if weights is None else weights[part]
-            value, chunk_grad = _kernels.kl(
-                student[part], [t[part] for t in teachers], temperature, combine, w, row_scale(scale, w)
-            )
-            total += value
-            store_rows(grad, part, chunk_grad)
+        total, grad = chunked_value_and_gradient(
+            student, weights, need_grad, temperature, divisor, chunk_rows,
+            lambda part, w, scale: _kernels.kl(student[part], [t[part] for t in teachers], temperature, combine, w,
+                                               scale),
+        )
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
 
@@ -197,14 +192,10 @@ class _CrossEntropy(torch.autograd.Function):
         ctx: Any, student: Tensor, weights: Tensor | None, need_grad: bool, targets: Tensor, divisor: Tensor,
         chunk_rows: int,
     ) -> Tensor:
-        grad = torch.empty_like(student) if need_grad else None
-        scale = 1.0 / divisor if need_grad else None
-        total = torch.zeros((), dtype=torch.float32, device=student.device)
-        for part in chunk_slices(student.size(0), chunk_rows):
-            w = None if weights is None else weights[part]
-            value, chunk_grad = _kernels.ce(student[part], targets[part], w, row_scale(scale, w))
-            total += value
-            store_rows(grad, part, chunk_grad)
+        total, grad = chunked_value_and_gradient(
+            student, weights, need_grad, 1.0, divisor, chunk_rows,
+            lambda part, w, scale: _kernels.ce(student[part], targets[part], w, scale),
+        )
         ctx.save_for_backward(grad)
         return total / divisor
 
@@ -214,6 +205,30 @@ class _CrossEntropy(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+ChunkFunction = Callable[[slice, "Tensor | None", "Tensor | None"], tuple[Tensor, "Tensor | None"]]
+
+
+def chunked_value_and_gradient(
+    rows: Tensor, weights: Tensor | None, need_grad: bool, gradient_factor: float, divisor: Tensor, chunk_rows: int,
+    chunk: ChunkFunction,
+) -> tuple[Tensor, Tensor | None]:
+    """The fp32 sum of `chunk`'s values over the row chunks of `rows`, and (if needed) its stored gradient.
+
+    `chunk(part, weights, scale)` returns one chunk's summed value and, when `scale` (``gradient_factor /
+    divisor``, times each row's weight) is given, its rows' gradient, stored into one buffer of
+    `rows`' shape and dtype: what every fused loss here shares.
+    """
+    grad = torch.empty_like(rows) if need_grad else None
+    scale = gradient_factor / divisor if need_grad else None
+    total = torch.zeros((), dtype=torch.float32, device=rows.device)
+    for part in chunk_slices(rows.size(0), chunk_rows):
+        w = None if weights is None else weights[part]
+        value, chunk_grad = chunk(part, w, row_scale(scale, w))
+        total += value
+        store_rows(grad, part, chunk_grad)
+    return total, grad
 
 
 def scaled_gradient(ctx: Any, grad_output: Tensor) -> Tensor | None:

@@ -11,21 +11,21 @@ from typing import Any, Mapping
 
 from torch import Tensor
 
-from babykd.losses.terms import TERM_NAMES
+from babykd.losses.terms import TERM_NAMES, weight_of
 
 
 def combine(terms: Mapping[str, Tensor], weights: Any) -> Tensor:
     """``Σ weight · term`` over the terms with a positive weight; each of those must be present.
 
-    `weights` is any object with one float attribute per name in
-    ``TERM_NAMES``: the run config's `LossWeightsConfig` (validated there).
+    `weights` is any object with a float attribute per term it weighs (one it does not name
+    weighs 0): the run config's `LossWeightsConfig` (validated there).
     Terms with weight 0 may be present (computed for logging only) and are
     left out of the sum, so a NaN in an unused term cannot reach the gradient.
     """
     unknown = sorted(set(terms) - set(TERM_NAMES))
     if unknown:
         raise ValueError(f"unknown loss term(s) {unknown}; known terms are {list(TERM_NAMES)}")
-    scale = {name: float(getattr(weights, name)) for name in TERM_NAMES}
+    scale = {name: weight_of(weights, name) for name in TERM_NAMES}
     active = [name for name, value in scale.items() if value > 0]
     missing = [name for name in active if name not in terms]
     if missing:

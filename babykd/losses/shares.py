@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from babykd.run.atomic import atomic_write_json
-from babykd.losses.terms import weighted_terms
+from babykd.losses.terms import weight_of, weighted_terms
 
 #: Where a run keeps its measured shares (see `TermShareLog`).
 TERM_SHARES_FILE = "term_shares.json"
@@ -29,7 +29,7 @@ def term_gradient_norms(terms: Mapping[str, Tensor], weights: Any, params: Seque
     active = [term.name for term in weighted_terms(weights)]
     norms = {}
     for index, name in enumerate(active):
-        weighted = getattr(weights, name) * terms[name]
+        weighted = weight_of(weights, name) * terms[name]
         grads = torch.autograd.grad(weighted, params, retain_graph=index < len(active) - 1, allow_unused=True)
         present = [g.norm() for g in grads if g is not None]
         norms[name] = torch.linalg.vector_norm(torch.stack(present)).item() if present else 0.0

@@ -28,13 +28,11 @@ import torch
 from torch import Tensor
 
 from babykd.losses.chunked import (
-    chunk_slices,
+    chunked_value_and_gradient,
     default_chunk_rows,
     floored_divisor,
     needs_gradient,
-    row_scale,
     scaled_gradient,
-    store_rows,
 )
 from babykd.losses.logit import NORMALIZATIONS, Normalization
 from babykd.losses.positions import scored_positions, weighted_sum
@@ -104,14 +102,10 @@ class _SparseKL(torch.autograd.Function):
         ctx: Any, rows: Tensor, ids: Tensor, log_q: Tensor, weights: Tensor | None, need_grad: bool,
         temperature: float, divisor: Tensor, chunk_rows: int,
     ) -> Tensor:
-        grad = torch.empty_like(rows) if need_grad else None
-        scale = temperature / divisor if need_grad else None
-        total = torch.zeros((), dtype=torch.float32, device=rows.device)
-        for part in chunk_slices(rows.size(0), chunk_rows):
-            w = None if weights is None else weights[part]
-            value, chunk_grad = sparse_kl_chunk(rows[part], ids[part], log_q[part], temperature, w, row_scale(scale, w))
-            total += value
-            store_rows(grad, part, chunk_grad)
+        total, grad = chunked_value_and_gradient(
+            rows, weights, need_grad, temperature, divisor, chunk_rows,
+            lambda part, w, scale: sparse_kl_chunk(rows[part], ids[part], log_q[part], temperature, w, scale),
+        )
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
 

@@ -42,14 +42,19 @@ REGISTRY: Mapping[str, LossTerm] = _discover()
 TERM_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
+def weight_of(weights: Any, name: str) -> float:
+    """Term `name`'s weight in `weights` (a `LossWeightsConfig`, or any object with float attributes; absent: 0)."""
+    return float(getattr(weights, name, 0.0))
+
+
 def weighted_terms(weights: Any) -> list[LossTerm]:
-    """The terms with a positive weight in `weights` (a `LossWeightsConfig`), in summation order."""
-    return [term for term in REGISTRY.values() if getattr(weights, term.name) > 0]
+    """The terms with a positive weight in `weights`, in summation order."""
+    return [term for term in REGISTRY.values() if weight_of(weights, term.name) > 0]
 
 
 def computed_terms(weights: Any) -> list[LossTerm]:
     """The terms a training step computes: the weighted ones and those logged even at weight 0 (ce)."""
-    return [term for term in REGISTRY.values() if getattr(weights, term.name) > 0 or term.always_logged]
+    return [term for term in REGISTRY.values() if weight_of(weights, term.name) > 0 or term.always_logged]
 
 
 def needs_of(terms: Iterable[LossTerm], cfg: Any) -> frozenset[str]:
@@ -69,5 +74,6 @@ __all__ = [
     "StepTensors",
     "computed_terms",
     "needs_of",
+    "weight_of",
     "weighted_terms",
 ]
