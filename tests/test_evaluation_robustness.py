@@ -144,7 +144,7 @@ def test_report_and_model_card_leave_out_scores_of_other_weights(tmp_path, capsy
     (run / "model.safetensors").write_bytes(b"weights two")  # retrained into the same folder
     assert collect([run]) == []
     assert "scored on other weights" in capsys.readouterr().err
-    assert any("other weights" in line for line in score_lines(run)) and not any("0.7000" in line for line in score_lines(run))
+    assert any("not scored on these weights" in line for line in score_lines(run)) and not any("0.7000" in line for line in score_lines(run))
 
 
 def test_a_fresh_start_drops_the_scores_of_the_revisions_it_deletes(tiny_config, tmp_path):
