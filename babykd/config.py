@@ -30,7 +30,7 @@ import yaml
 
 from babykd import REPO_ROOT
 from babykd.errors import ConfigError
-from babykd.losses.terms import REGISTRY as LOSS_TERMS, TEACHER_HIDDEN, TEACHER_LOGITS
+from babykd.losses.terms import REGISTRY as LOSS_TERMS, TEACHER_HIDDEN, TEACHER_LOGITS, weighted_terms
 
 
 #: What `output.name` may be: one path component (see OutputConfig).
@@ -240,9 +240,9 @@ class DistillationSettings:
         """The cache holds soft targets only: every weighted term must be satisfied by them."""
         if self.teacher_cache_top_k is not None and self.teacher_cache_top_k < 1:
             raise ConfigError(f"{where}: distillation.teacher_cache_top_k must be >= 1 (or null: no cache)")
-        for term in LOSS_TERMS.values():
+        for term in weighted_terms(self.weights):
             live = term.needs_for(self) & {TEACHER_LOGITS, TEACHER_HIDDEN}
-            if getattr(self.weights, term.name) > 0 and live:
+            if live:
                 raise ConfigError(
                     f"{where}: distillation.teacher_cache_top_k caches soft targets only, but "
                     f"distillation.weights.{term.name} > 0 needs the {' and '.join(sorted(live))} at every step"

@@ -9,7 +9,6 @@ middle and last step of a distillation run and by benchmarks/bench_term_shares.p
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -51,10 +50,8 @@ class TermShareLog:
 
     def __init__(self, path: Path, resumed: bool) -> None:
         self.path = path
-        self.records: list[dict[str, Any]] = []
-        if resumed and path.is_file():
-            with contextlib.suppress(ValueError, OSError):  # unreadable: measured again from here
-                self.records = list(json.loads(path.read_text(encoding="utf-8"))["records"])
+        #: A resumed run keeps what it measured before; an unreadable file is measured again from here.
+        self.records: list[dict[str, Any]] = read_records(path) if resumed else []
 
     @staticmethod
     def steps(max_steps: int) -> list[int]:
@@ -74,7 +71,11 @@ class TermShareLog:
 
 def read_term_shares(run_dir: Path) -> list[dict[str, Any]]:
     """The shares a run recorded, by step ([] when it recorded none or the file is unreadable)."""
-    path = run_dir / TERM_SHARES_FILE
+    return read_records(run_dir / TERM_SHARES_FILE)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a term-shares file ([] when it is absent or unreadable)."""
     try:
         return list(json.loads(path.read_text(encoding="utf-8"))["records"])
     except (OSError, ValueError, KeyError, TypeError):

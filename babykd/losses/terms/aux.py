@@ -38,5 +38,4 @@ TERM = LossTerm(
     name="aux", compute=compute, needs=frozenset({STUDENT_HIDDEN, TEACHER_LOGITS}), order=4,
     options=(option("aux_layers", list[int] | None, None, "student layers that get an auxiliary head"),),
     validate=validate, build_module=build, module_key="aux_heads",
-    doc="KD of auxiliary heads on inner student layers, weighted by their inverse losses",
 )

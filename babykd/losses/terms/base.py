@@ -77,7 +77,8 @@ class LossTerm:
     order: int = 100
     #: Fields it owns under ``distillation`` (see `option`); flat keys, so recipes read as before.
     options: tuple[Option, ...] = ()
-    #: Checks of its fields when its weight is positive: (DistillationConfig, where) -> None or ConfigError.
+    #: Checks of its fields, run on every distillation config (a check that only matters when the term
+    #: is weighted looks at its weight itself): (DistillationConfig, where) -> None or ConfigError.
     validate: Callable[[Any, str], None] | None = None
     #: Its trainable module (projections, heads), built once per run and checkpointed with the student.
     build_module: Callable[[ModuleContext], nn.Module] | None = None
@@ -86,8 +87,6 @@ class LossTerm:
     #: Computed and logged at weight 0 too (the student's CE: comparable across every run).
     always_logged: bool = False
     default_weight: float = 0.0
-    #: What the term is, for the config's readers and `--help`-like listings.
-    doc: str = ""
 
     def needs_for(self, cfg: Any) -> frozenset[str]:
         """The inputs it reads under distillation settings `cfg` (None when pretraining)."""

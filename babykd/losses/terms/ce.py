@@ -12,5 +12,4 @@ def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
     return cross_entropy_loss(step.student_logits, step.labels)
 
 
-TERM = LossTerm(name="ce", compute=compute, order=0, always_logged=True, default_weight=1.0,
-                doc="next-token cross-entropy of the student on the data")
+TERM = LossTerm(name="ce", compute=compute, order=0, always_logged=True, default_weight=1.0)

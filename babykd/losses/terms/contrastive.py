@@ -41,5 +41,4 @@ TERM = LossTerm(
         option("contrastive_max_positions", int, 512, "positions kept per batch (memory: a square matrix)"),
     ),
     validate=validate, build_module=build, module_key="contrastive_projections",
-    doc="InfoNCE between projected last hidden states (the same position is the positive)",
 )

@@ -60,5 +60,4 @@ TERM = LossTerm(
     options=(option("layer_maps", list[dict[int, int]] | None, None,
                     "one teacher->student hidden_states map per teacher; null: uniform"),),
     validate=validate, build_module=build, module_key="projections",
-    doc="MSE between mapped student hidden states and projected teacher hidden states",
 )

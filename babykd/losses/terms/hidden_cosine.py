@@ -23,5 +23,4 @@ def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
 TERM = LossTerm(
     name="hidden_cosine", compute=compute, needs=frozenset({STUDENT_HIDDEN, TEACHER_HIDDEN}), order=10,
     build_module=build, module_key="cosine_projections",
-    doc="1 - cosine between mapped student and projected teacher hidden states (scale-free hidden term)",
 )

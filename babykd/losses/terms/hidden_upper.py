@@ -34,5 +34,4 @@ def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
 TERM = LossTerm(
     name="hidden_upper", compute=compute, needs=frozenset({STUDENT_HIDDEN, TEACHER_HIDDEN}), order=11,
     build_module=build, module_key="upper_projections",
-    doc="the hidden-state MSE on the pairs in the upper half of the student's layers",
 )

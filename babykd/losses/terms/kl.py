@@ -36,5 +36,4 @@ def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
     )
 
 
-TERM = LossTerm(name="kl", compute=compute, needs=frozenset({TEACHER_LOGITS}), needs_given=needs, order=1,
-                doc="KL from the teachers' tempered soft targets (live teachers or the top-k cache)")
+TERM = LossTerm(name="kl", compute=compute, needs=frozenset({TEACHER_LOGITS}), needs_given=needs, order=1)
