@@ -158,12 +158,9 @@ class GridBudget:
     def path(self) -> Path:
         return REPO_ROOT / self.file
 
-    @property
-    def indices(self) -> list[int]:
-        """The points it screens, in order."""
-        from babykd.grid import load_grid
-
-        return list(self.points) if self.points is not None else list(range(len(load_grid(self.path).points)))
+    def indices(self, grid: "Grid") -> list[int]:
+        """The points it screens, in order (`grid`: its file, loaded)."""
+        return list(self.points) if self.points is not None else list(range(len(grid.points)))
 
 
 @dataclass
@@ -222,13 +219,17 @@ class Budget:
         `tiny`'s overrides go after this budget's role overrides, so they win; this budget's own
         every-run overrides (its data and batch sizes) are dropped.
         """
+        from babykd.grid import load_grid
+
         return dataclasses.replace(
             self, description=f"{self.description} — smoke: {tiny.description}", overrides=[],
             role_overrides={role: [*self.role_overrides.get(role, []), *tiny.overrides] for role in ROLES},
             models=tiny.models, distillation_overrides=[*self.distillation_overrides, *tiny.distillation_overrides],
             evaluation=dataclasses.replace(self.evaluation,
                                            max_items_per_subtask=tiny.evaluation.max_items_per_subtask),
-            grids=[dataclasses.replace(grid, overrides=[], points=grid.indices[:SMOKE_GRID_POINTS]) for grid in self.grids],
+            grids=[dataclasses.replace(screen, overrides=[],
+                                       points=screen.indices(load_grid(screen.path))[:SMOKE_GRID_POINTS])
+                   for screen in self.grids],
         )
 
 
@@ -298,26 +299,26 @@ def budget_overrides(recipe_path: Path, role: str, budget: Budget, corpus: Path,
     return overrides
 
 
-def grid_overrides(screen: GridBudget, budget: Budget, corpus: Path, out_root: Path) -> list[str]:
-    """The `--set` list of every point of `screen`: the budget's student overrides, runs under <out>/grid, seed 0."""
-    from babykd.grid import load_grid
-
-    overrides = budget_overrides(load_grid(screen.path).base, "student", budget, corpus, out_root)
+def grid_overrides(screen: GridBudget, grid: "Grid", budget: Budget, corpus: Path, out_root: Path) -> list[str]:
+    """The `--set` list of every point of `screen` (`grid`: its file, loaded): the budget's student overrides,
+    runs under <out>/grid, seed 0."""
+    overrides = budget_overrides(grid.base, "student", budget, corpus, out_root)
     return [*overrides, f"output.root={out_root / GRID_DIR}", "training.seed=0", *screen.overrides]
 
 
-def screens(budget: Budget, corpus: Path, out_root: Path) -> list[tuple[GridBudget, "Grid", list[str]]]:
-    """Each grid the budget screens with its loaded grid and the `--set` list of its points."""
+def screens(budget: Budget, corpus: Path, out_root: Path) -> list[tuple[GridBudget, "Grid", list[str], list[int]]]:
+    """Each grid the budget screens: its budget entry, the loaded file, the `--set` list and the indices of its points."""
     from babykd.grid import load_grid
 
-    return [(screen, load_grid(screen.path), grid_overrides(screen, budget, corpus, out_root))
-            for screen in budget.grids]
+    loaded = [(screen, load_grid(screen.path)) for screen in budget.grids]
+    return [(screen, grid, grid_overrides(screen, grid, budget, corpus, out_root), screen.indices(grid))
+            for screen, grid in loaded]
 
 
 def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
     """The run folder of every grid point the budget screens, grid by grid."""
     return [grid.config(index, overrides).output.run_dir
-            for screen, grid, overrides in screens(budget, corpus, out_root) for index in screen.indices]
+            for _, grid, overrides, indices in screens(budget, corpus, out_root) for index in indices]
 
 
 def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
@@ -326,11 +327,11 @@ def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
     from babykd.run.preemption import PREEMPTED_EXIT_CODE
 
     clock = StageClock(out_root)
-    for screen, grid, overrides in screens(budget, corpus, out_root):
-        for position, index in enumerate(screen.indices, 1):
+    for _, grid, overrides, indices in screens(budget, corpus, out_root):
+        for position, index in enumerate(indices, 1):
             name = grid.point(index).name
             started = time.perf_counter()
-            print(f"[{grid.source.stem} {position}/{len(screen.indices)}] point {index} {name}", flush=True)
+            print(f"[{grid.source.stem} {position}/{len(indices)}] point {index} {name}", flush=True)
             if run_point(grid, index, overrides) == PREEMPTED_EXIT_CODE:
                 sys.exit(f"grid point {index}: stopped by a signal; rerun the same command to continue")
             if time.perf_counter() - started > 5:  # a point found finished: nothing to record
@@ -670,8 +671,8 @@ def grid_sections(budget: Budget, corpus: Path, out_root: Path, results_path: Pa
 
     columns, sections, tables = budget.evaluation.columns, [], []
     table = results_path.with_name(f"{results_path.stem}-grid.csv")
-    for screen, grid, overrides in screens(budget, corpus, out_root):
-        rows = grid_report.read_rows(grid, screen.indices, overrides, columns)
+    for screen, grid, overrides, indices in screens(budget, corpus, out_root):
+        rows = grid_report.read_rows(grid, indices, overrides, columns)
         figure = results_path.with_name(f"{results_path.stem}-grid-{grid.source.stem}.png")
         picture = grid_report.heatmap(grid, rows)
         if picture is not None:
