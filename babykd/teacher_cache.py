@@ -191,7 +191,7 @@ def fill_teacher_cache(
     k = cfg.teacher_cache_top_k
     assert k is not None, "distillation.teacher_cache_top_k is not set"
     directory, vocab = cache.directory, teachers[0].get_output_embeddings().weight.size(0)
-    wanted = np.arange(len(dataset)) if chunks is None else np.unique(np.asarray(chunks, dtype=np.int64))
+    wanted = chunks_asked(dataset, chunks)
     missing = cache.missing(wanted)
     if missing.size == 0:
         return cache
@@ -229,6 +229,11 @@ def fill_teacher_cache(
     loaded = load_teacher_cache(directory, meta["fingerprint"])
     assert loaded is not None, f"{directory} was just written"
     return dataclasses.replace(loaded, built=True)
+
+
+def chunks_asked(dataset: ChunkDataset, chunks: np.ndarray | None) -> np.ndarray:
+    """The sorted distinct chunk indices a build is asked for (None: every chunk of `dataset`)."""
+    return np.arange(len(dataset)) if chunks is None else np.unique(np.asarray(chunks, dtype=np.int64))
 
 
 def empty_cache(directory: Path, dataset: ChunkDataset, cfg: DistillationConfig, fingerprint: str,
@@ -328,7 +333,7 @@ def prepare_teacher_cache(
 
     fingerprint = cache_fingerprint(dataset, cfg)
     directory = Path(cfg.teacher_cache_dir) if cfg.teacher_cache_dir else default_cache_dir(data_cache_dir, fingerprint)
-    wanted = np.arange(len(dataset)) if chunks is None else np.unique(np.asarray(chunks, dtype=np.int64))
+    wanted = chunks_asked(dataset, chunks)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory.parent, wait=True, purpose="another run building this teacher cache",
                      lock_file=f".{directory.name}.lock"):
