@@ -214,6 +214,9 @@ class DistillationSettings:
     #: Offline KD: compute the teachers' top-k soft targets once and reuse them every epoch
     #: (None: teachers run at every step). Logit terms only; see babykd.teacher_cache.
     teacher_cache_top_k: int | None = None
+    #: Offline KD without loss: cache what each teacher's output head reads and recompute the logits at
+    #: every step (exact up to float16 rounding, 2·Σ d_model bytes a position; see babykd.teacher_cache).
+    teacher_cache_head_inputs: bool = False
     teacher_cache_dir: str | None = _path_field(None)  #: default: <data cache dir>/teachers
     #: Each weighted term's share of the student's gradient at the first, middle and last step,
     #: logged and kept in <run>/term_shares.json (babykd.losses.shares): does a term reach the update?
@@ -233,18 +236,29 @@ class DistillationSettings:
         for term in LOSS_TERMS.values():
             if term.validate is not None:
                 term.validate(self, where)
-        if self.teacher_cache_top_k is not None:
+        if self.uses_teacher_cache:
             self._validate_cache(where)
+
+    @property
+    def uses_teacher_cache(self) -> bool:
+        """Whether the teachers' soft targets come from a cache built once (either representation)."""
+        return self.teacher_cache_top_k is not None or self.teacher_cache_head_inputs
 
     def _validate_cache(self, where: str) -> None:
         """The cache holds soft targets only: every weighted term must be satisfied by them."""
+        if self.teacher_cache_top_k is not None and self.teacher_cache_head_inputs:
+            raise ConfigError(f"{where}: distillation.teacher_cache_top_k and teacher_cache_head_inputs are two "
+                              "representations of one cache: set one of them")
         if self.teacher_cache_top_k is not None and self.teacher_cache_top_k < 1:
             raise ConfigError(f"{where}: distillation.teacher_cache_top_k must be >= 1 (or null: no cache)")
+        key = "teacher_cache_head_inputs" if self.teacher_cache_head_inputs else "teacher_cache_top_k"
+        # A head-input cache gives back the teachers' logits; neither gives their hidden states.
+        unavailable = {TEACHER_HIDDEN} if self.teacher_cache_head_inputs else {TEACHER_LOGITS, TEACHER_HIDDEN}
         for term in weighted_terms(self.weights):
-            live = term.needs_for(self) & {TEACHER_LOGITS, TEACHER_HIDDEN}
+            live = term.needs_for(self) & unavailable
             if live:
                 raise ConfigError(
-                    f"{where}: distillation.teacher_cache_top_k caches soft targets only, but "
+                    f"{where}: distillation.{key} caches soft targets only, but "
                     f"distillation.weights.{term.name} > 0 needs the {' and '.join(sorted(live))} at every step"
                 )
 
@@ -349,11 +363,11 @@ class RunConfig:
                 f"{self.source}: data.seq_length ({self.data.seq_length}) exceeds "
                 f"model.max_position_embeddings ({self.model.max_position_embeddings})"
             )
-        cached = self.distillation is not None and self.distillation.teacher_cache_top_k is not None
+        cached = self.distillation is not None and self.distillation.uses_teacher_cache
         if cached and self.data.random_offset:
             raise ConfigError(
-                f"{self.source}: data.random_offset must be false with distillation.teacher_cache_top_k "
-                "(cached targets belong to fixed chunks)"
+                f"{self.source}: data.random_offset must be false with a teacher cache "
+                "(distillation.teacher_cache_top_k / teacher_cache_head_inputs: cached targets belong to fixed chunks)"
             )
         if self.data.vocab_size != self.model.vocab_size:
             raise ConfigError(

@@ -11,6 +11,17 @@ which keeps the remaining mass as one "rest" outcome) without loading a
 teacher. How the teacher spreads that rest mass is what the cache loses: the
 build records the mean mass the top K hold (``meta.json``: ``top_k_mass``).
 
+Two representations of the same targets (issue 30's fidelity table: benchmarks/README.md):
+
+- ``teacher_cache_top_k: K`` keeps the top K and one "rest" outcome: 4·K bytes a position, the
+  cheapest step (a sparse loss), but at T = 2 a teacher's distribution is broad and the top 64
+  of 4,000 tokens hold about a third of its mass, so the cached KL is another, weaker loss.
+- ``teacher_cache_head_inputs: true`` keeps what each teacher's output head reads (its last
+  hidden state after the final norm, float16, 2·Σ d_model bytes a position) and the heads'
+  weights once (``heads.safetensors``): a step recomputes the teachers' logits with one small
+  matmul per teacher and trains on the dense KL, the online loss up to float16 rounding of the
+  head inputs. The build checks that each teacher's logits are its head applied to that input.
+
 On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × K`` each): ``ids``
 (uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16, floored at a finite
 :data:`LOG_PROB_FLOOR`), ``filled.npy`` (which chunks hold targets), ``meta.json`` (written after
@@ -37,6 +48,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -49,7 +62,7 @@ from babykd.run.lock import folder_lock
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 4  # 4: filled per chunk (3 was all or nothing; 2 could hold -inf; 1 renormalised over the top K)
+CACHE_FORMAT = 5  # 5: named arrays (head inputs); 4: filled per chunk; 3 all or nothing; 2 -inf; 1 renormalised
 #: Floor of a stored log-prob: float16's most negative finite value. The combined teachers give a
 #: masked vocabulary entry float32's floor (-3.4e38), which is -inf in float16, and the loss's
 #: q·log q is then 0·(−inf) = NaN. Floored, the entry keeps q = exp(floor) = 0 and a finite log q.
@@ -57,6 +70,14 @@ LOG_PROB_FLOOR = float(torch.finfo(torch.float16).min)
 #: Batch keys the cached targets travel under (the trainer reads them, the model never sees them).
 IDS_KEY = "teacher_top_ids"
 LOG_PROBS_KEY = "teacher_top_log_probs"
+HEAD_INPUTS_KEY = "teacher_head_inputs"
+#: The batch key each stored array travels under, by array name.
+BATCH_KEYS = {"ids": IDS_KEY, "log_probs": LOG_PROBS_KEY, "head_inputs": HEAD_INPUTS_KEY}
+#: The teachers' output heads of a head-input cache (safetensors: weight.<i>, bias.<i>; nothing to unpickle).
+HEADS_FILE = "heads.safetensors"
+#: How far a teacher's logits may be from its head applied to the captured input (same precision) before
+#: the build refuses it: a soft-cap or a scale after the head would make the cache another teacher.
+HEAD_CHECK_TOLERANCE = 1e-3
 #: Which chunks of the cache hold targets (a bool per chunk).
 FILLED_FILE = "filled.npy"
 #: Weight files whose size and modification time identify a teacher checkpoint (hashing GBs at every start is slow).
@@ -67,16 +88,55 @@ DEFINITION_PATTERNS = ("config.json", "tokenizer*", "special_tokens_map.json", "
 
 
 @dataclass(frozen=True)
+class StoredArray:
+    """One per-position array of a cache: its file stem (a key of :data:`BATCH_KEYS`), width per position, dtype."""
+
+    name: str
+    width: int
+    dtype: type
+
+
+def cache_layout(cfg: DistillationConfig, teachers: Sequence[PreTrainedModel]) -> tuple[StoredArray, ...]:
+    """The arrays a cache of `cfg`'s representation holds for these teachers."""
+    if cfg.teacher_cache_head_inputs:
+        width = sum(output_head(t).in_features for t in teachers)
+        return (StoredArray("head_inputs", width, np.float16),)
+    k = cfg.teacher_cache_top_k
+    if k is None:
+        raise ValueError("no teacher cache configured (distillation.teacher_cache_top_k / teacher_cache_head_inputs)")
+    vocab = output_head(teachers[0]).out_features
+    return (StoredArray("ids", k, np.uint16 if vocab <= 65536 else np.int32), StoredArray("log_probs", k, np.float16))
+
+
+def output_head(teacher: PreTrainedModel) -> nn.Linear:
+    """The teacher's output head (its logits are this layer applied to its last hidden state)."""
+    head = teacher.get_output_embeddings()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"{type(teacher).__name__}'s output head is {type(head).__name__}, not a linear layer: "
+                         "its logits cannot be cached as head inputs (use distillation.teacher_cache_top_k)")
+    return head
+
+
+@dataclass(frozen=True)
 class TeacherCache:
-    """A loaded cache: ``ids`` and ``log_probs`` are ``[N_chunks, seq_length, K]`` memory maps."""
+    """A loaded cache: ``arrays`` are ``[N_chunks, seq_length, width]`` memory maps, by name."""
 
     directory: Path
-    ids: np.ndarray
-    log_probs: np.ndarray
+    arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
     built: bool
     #: ``[N_chunks]`` bools: which chunks hold targets.
     filled: np.ndarray
+
+    @property
+    def ids(self) -> np.ndarray:
+        """A top-k cache's token ids."""
+        return self.arrays["ids"]
+
+    @property
+    def log_probs(self) -> np.ndarray:
+        """A top-k cache's log-probabilities."""
+        return self.arrays["log_probs"]
 
     def missing(self, chunks: np.ndarray) -> np.ndarray:
         """The chunks of `chunks` whose targets are not in the cache yet."""
@@ -103,7 +163,7 @@ def cache_fingerprint(dataset: ChunkDataset, cfg: DistillationConfig) -> str:
         raise ValueError("cached teacher targets need fixed chunks (data.random_offset: false)")
     digest = hashlib.sha256(
         f"babykd-teacher-cache-v{CACHE_FORMAT}\0{dataset.seq_length}\0{len(dataset)}\0"
-        f"{cfg.temperature}\0{cfg.combine}\0{cfg.teacher_cache_top_k}\0".encode()
+        f"{cfg.temperature}\0{cfg.combine}\0{cfg.teacher_cache_top_k}\0{cfg.teacher_cache_head_inputs}\0".encode()
     )
     for teacher in cfg.teachers:
         digest.update(teacher_identity(teacher).encode() + b"\0")
@@ -127,24 +187,25 @@ def load_teacher_cache(directory: Path, fingerprint: str) -> TeacherCache | None
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        shape = tuple(meta["shape"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if meta.get("fingerprint") != fingerprint:
+            logger.warning("%s holds targets of other teachers, data or settings: rebuilding", directory)
+            return None
+        expected = {f"{name}.npy": (*meta["shape"], width) for name, width in meta["arrays"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return _damaged(meta_path, error)
-    if meta.get("fingerprint") != fingerprint:
-        logger.warning("%s holds targets of other teachers, data or settings: rebuilding", directory)
-        return None
-    arrays = []
-    for path, expected in ((directory / "ids.npy", shape), (directory / "log_probs.npy", shape),
-                           (directory / FILLED_FILE, shape[:1])):
+    loaded = {}
+    for file, shape in {**expected, FILLED_FILE: tuple(meta["shape"][:1])}.items():
+        path = directory / file
         try:
-            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
+            loaded[file] = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
             return _damaged(path, error)
-        if arrays[-1].shape != expected:
-            logger.warning("%s: shape %s, meta.json says %s: rebuilding", path, arrays[-1].shape, expected)
+        if loaded[file].shape != shape:
+            logger.warning("%s: shape %s, meta.json says %s: rebuilding", path, loaded[file].shape, shape)
             return None
-    ids, log_probs, filled = arrays
-    return TeacherCache(directory, ids, log_probs, meta, built=False, filled=np.array(filled, dtype=bool))
+    filled = np.array(loaded.pop(FILLED_FILE), dtype=bool)
+    arrays = {file.removesuffix(".npy"): array for file, array in loaded.items()}
+    return TeacherCache(directory, arrays, meta, built=False, filled=filled)
 
 
 def _damaged(path: Path, error: Exception) -> None:
@@ -178,44 +239,38 @@ def fill_teacher_cache(
     batch_size: int = 128,
     progress: bool = True,
 ) -> TeacherCache:
-    """Run the teachers over the `chunks` of `dataset` (default: all) that `cache` lacks; store their top-k targets.
+    """Run the teachers over the `chunks` of `dataset` (default: all) that `cache` lacks; store their targets.
 
     Why it is written this way: the corpus is thousands of batches, and a build that reads
     each batch's results back synchronously leaves the device idle while the host copies
     and writes. Here the targets are narrowed on the device (uint16/int32 ids, float16
-    log-probs), copied into pinned host buffers without blocking, and written to disk one
+    log-probs or head inputs), copied into pinned host buffers without blocking, and written to disk one
     batch later, while the device already computes the next; the top-k mass is summed on
     the device and read once at the end. `filled.npy` and `meta.json` are replaced after the
     data is flushed, so a build killed half-way leaves chunks that are simply built again.
     """
-    k = cfg.teacher_cache_top_k
-    assert k is not None, "distillation.teacher_cache_top_k is not set"
-    directory, vocab = cache.directory, teachers[0].get_output_embeddings().weight.size(0)
+    directory, layout = cache.directory, cache_layout(cfg, teachers)
     wanted = chunks_asked(dataset, chunks)
     missing = cache.missing(wanted)
     if missing.size == 0:
         return cache
     started = time.perf_counter()
     device = next(teachers[0].parameters()).device
-    ids = np.load(directory / "ids.npy", mmap_mode="r+")
-    log_probs = np.load(directory / "log_probs.npy", mmap_mode="r+")
-    staging = _Staging((min(batch_size, missing.size), dataset.seq_length, k), ids.dtype.type, device)
+    outputs = {a.name: np.load(directory / f"{a.name}.npy", mmap_mode="r+") for a in layout}
+    staging = _Staging(layout, (min(batch_size, missing.size), dataset.seq_length), device)
     mass = torch.zeros((), dtype=torch.float64, device=device)
-    for start in tqdm(range(0, missing.size, batch_size), desc="teacher top-k cache", unit="batch",
+    encode = head_inputs_batch if cfg.teacher_cache_head_inputs else _top_k
+    for start in tqdm(range(0, missing.size, batch_size), desc="teacher cache", unit="batch",
                       disable=not progress):
         batch = missing[start:start + batch_size]
         input_ids = torch.stack([dataset[int(i)]["input_ids"] for i in batch]).to(device, non_blocking=True)
-        rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
-        combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
-        top_ids, top_log_probs = top_k_targets(combined, k)
-        mass += top_log_probs.exp().sum(dtype=torch.float64)
-        floored = top_log_probs.clamp(min=LOG_PROB_FLOOR)
-        batch_shape = (len(batch), dataset.seq_length, k)
-        staging.send(batch, top_ids.reshape(batch_shape), floored.reshape(batch_shape), ids, log_probs)
-    staging.flush(ids, log_probs)
-    ids.flush()
-    log_probs.flush()
-    del ids, log_probs
+        arrays, batch_mass = encode(teachers, input_ids, cfg, check=start == 0)
+        mass += batch_mass
+        staging.send(batch, arrays, outputs)
+    staging.flush(outputs)
+    for array in outputs.values():
+        array.flush()
+    del outputs
     filled = cache.filled.copy()
     filled[missing] = True
     atomic_write_bytes(directory / FILLED_FILE, _npy_bytes(filled))
@@ -224,11 +279,62 @@ def fill_teacher_cache(
                              int(wanted.size), seconds)
     atomic_write_json(directory / "meta.json", meta)
     logger.info("teacher cache %s: built %d chunks (of the %d asked for, %d in the corpus) in %.0f s; "
-                "top-%d holds %.1f%% of the teachers' mass", directory, missing.size, wanted.size, len(dataset),
-                seconds, k, 100 * meta["top_k_mass"])
+                "%s holds %.1f%% of the teachers' mass", directory, missing.size, wanted.size, len(dataset),
+                seconds, describe(cfg), 100 * meta["top_k_mass"])
     loaded = load_teacher_cache(directory, meta["fingerprint"])
     assert loaded is not None, f"{directory} was just written"
     return dataclasses.replace(loaded, built=True)
+
+
+def describe(cfg: DistillationConfig) -> str:
+    """The representation in a few words, for the logs."""
+    return "the head-input cache" if cfg.teacher_cache_head_inputs else f"top-{cfg.teacher_cache_top_k}"
+
+
+def _top_k(teachers: Sequence[PreTrainedModel], input_ids: torch.Tensor, cfg: DistillationConfig, *,
+           check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One batch's top-k ids and floored log-probs of the combined teachers, and the mass they hold."""
+    vocab = output_head(teachers[0]).out_features
+    rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
+    combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
+    assert cfg.teacher_cache_top_k is not None
+    top_ids, top_log_probs = top_k_targets(combined, cfg.teacher_cache_top_k)
+    shape = (*input_ids.shape, cfg.teacher_cache_top_k)
+    arrays = {"ids": top_ids.reshape(shape), "log_probs": top_log_probs.clamp(min=LOG_PROB_FLOOR).reshape(shape)}
+    return arrays, top_log_probs.exp().sum(dtype=torch.float64)
+
+
+def head_inputs_batch(teachers: Sequence[PreTrainedModel], input_ids: torch.Tensor, cfg: DistillationConfig, *,
+                 check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One batch's head inputs of every teacher, side by side; they hold all the mass (one per position).
+
+    With `check` (the first batch of a build), each teacher's logits must be its head applied to the
+    captured input: a model that transforms its logits after the head is refused, not cached wrongly.
+    """
+    captured = []
+    for teacher in teachers:
+        head = output_head(teacher)
+        seen: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        try:
+            logits = teacher(input_ids=input_ids).logits
+        finally:
+            hook.remove()
+        if check:
+            _check_head(teacher, head(seen[0]), logits)
+        captured.append(seen[0])
+    return {"head_inputs": torch.cat(captured, dim=-1)}, torch.full((), float(input_ids.numel()),
+                                                                     dtype=torch.float64, device=input_ids.device)
+
+
+def _check_head(teacher: PreTrainedModel, recomputed: torch.Tensor, logits: torch.Tensor) -> None:
+    error = float((recomputed - logits).abs().amax() / recomputed.abs().amax().clamp(min=1.0))
+    if not error <= HEAD_CHECK_TOLERANCE:  # also a masked (-inf) logit: the difference is not finite
+        raise ValueError(
+            f"teacher {getattr(teacher, 'name_or_path', type(teacher).__name__)}: its logits are not its output "
+            f"head applied to the head's input (relative difference {error:.2g}: a soft-cap or scale after the "
+            "head?), so they cannot be cached as head inputs: use distillation.teacher_cache_top_k"
+        )
 
 
 def chunks_asked(dataset: ChunkDataset, chunks: np.ndarray | None) -> np.ndarray:
@@ -238,24 +344,79 @@ def chunks_asked(dataset: ChunkDataset, chunks: np.ndarray | None) -> np.ndarray
 
 def empty_cache(directory: Path, dataset: ChunkDataset, cfg: DistillationConfig, fingerprint: str,
                 teachers: Sequence[PreTrainedModel]) -> TeacherCache:
-    """A cache of the corpus's shape with no chunk filled (sparse files: unfilled chunks take no disk)."""
-    k = cfg.teacher_cache_top_k
-    if k is None:
-        raise ValueError("distillation.teacher_cache_top_k is not set")
-    vocab = teachers[0].get_output_embeddings().weight.size(0)
-    shape = (len(dataset), dataset.seq_length, k)
+    """A cache of the corpus's shape with no chunk filled (sparse files: unfilled chunks take no disk).
+
+    A head-input cache also gets the teachers' heads, so that training never loads a teacher.
+    """
+    layout = cache_layout(cfg, teachers)
+    shape = (len(dataset), dataset.seq_length)
     with atomic_directory(directory) as tmp:
-        for name, dtype in (("ids.npy", np.uint16 if vocab <= 65536 else np.int32), ("log_probs.npy", np.float16)):
-            np.lib.format.open_memmap(tmp / name, mode="w+", dtype=dtype, shape=shape).flush()
+        for array in layout:
+            np.lib.format.open_memmap(tmp / f"{array.name}.npy", mode="w+", dtype=array.dtype,
+                                      shape=(*shape, array.width)).flush()
+        if cfg.teacher_cache_head_inputs:
+            save_heads(tmp / HEADS_FILE, teachers)
         atomic_write_bytes(tmp / FILLED_FILE, _npy_bytes(np.zeros(len(dataset), dtype=bool)))
         atomic_write_json(tmp / "meta.json", {
             "format": CACHE_FORMAT, "fingerprint": fingerprint, "shape": list(shape),
+            "arrays": {array.name: array.width for array in layout},
             "teachers": [str(t) for t in cfg.teachers], "temperature": cfg.temperature, "combine": cfg.combine,
-            "top_k": k, "top_k_mass": None, "mass_sum": 0.0, "positions": 0, "builds": [],
+            "top_k": cfg.teacher_cache_top_k, "head_inputs": cfg.teacher_cache_head_inputs,
+            "top_k_mass": None, "mass_sum": 0.0, "positions": 0, "builds": [],
         })
     loaded = load_teacher_cache(directory, fingerprint)
     assert loaded is not None, f"{directory} was just written"
     return loaded
+
+
+def save_heads(path: Path, teachers: Sequence[PreTrainedModel]) -> None:
+    """Each teacher's output head in one safetensors file."""
+    save_file(head_tensors(teachers), str(path))
+
+
+def head_tensors(teachers: Sequence[PreTrainedModel]) -> dict[str, torch.Tensor]:
+    """Each teacher's output head as float32 tensors: ``weight.<i>``, and ``bias.<i>`` if it has one."""
+    tensors = {}
+    for index, teacher in enumerate(teachers):
+        head = output_head(teacher)
+        tensors[f"weight.{index}"] = head.weight.detach().float().cpu().contiguous()
+        if head.bias is not None:
+            tensors[f"bias.{index}"] = head.bias.detach().float().cpu().contiguous()
+    return tensors
+
+
+class CachedHeads(nn.Module):
+    """The teachers' output heads of a head-input cache: a batch's stored head inputs back to teacher logits.
+
+    The logits are computed in float32 from the float16 inputs, as the live teachers give them on a CPU; the
+    dense KL then reads them as it reads the live teachers' (`babykd.losses.kl_distillation_loss`).
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        count = sum(1 for name in tensors if name.startswith("weight."))
+        self.heads = nn.ModuleList()
+        for index in range(count):
+            weight, bias = tensors[f"weight.{index}"], tensors.get(f"bias.{index}")
+            head = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
+            head.weight.data.copy_(weight)
+            if bias is not None:
+                head.bias.data.copy_(bias)
+            self.heads.append(head)
+        self.requires_grad_(False)
+
+    @classmethod
+    def load(cls, path: Path) -> "CachedHeads":
+        """The heads a head-input cache saved (:data:`HEADS_FILE`)."""
+        return cls(load_file(str(path)))
+
+    def forward(self, head_inputs: torch.Tensor) -> list[torch.Tensor]:
+        """``[B, L, Σd]`` stored inputs → one ``[B, L, V]`` float32 logits tensor per teacher."""
+        widths = [head.in_features for head in self.heads]
+        if head_inputs.size(-1) != sum(widths):
+            raise ValueError(f"head inputs of width {head_inputs.size(-1)}, the cached heads read {sum(widths)}")
+        parts = head_inputs.split(widths, dim=-1)
+        return [head(part.to(head.weight.dtype)) for head, part in zip(self.heads, parts)]
 
 
 def _meta_after_build(meta: dict[str, Any], mass: float, positions: int, built: int, asked: int,
@@ -273,45 +434,44 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class _Staging:
-    """Two pinned host buffers: one batch's targets copy in while the previous batch's are written out."""
+_TORCH_DTYPES = {np.uint16: torch.uint16, np.int32: torch.int32, np.float16: torch.float16}
 
-    def __init__(self, shape: tuple[int, int, int], ids_dtype: type, device: torch.device) -> None:
+
+class _Staging:
+    """Two pinned host buffers per array: one batch's targets copy in while the previous batch's are written out."""
+
+    def __init__(self, layout: Sequence[StoredArray], shape: tuple[int, int], device: torch.device) -> None:
         pin = device.type == "cuda"
-        ids = torch.uint16 if ids_dtype is np.uint16 else torch.int32
         self.buffers = [
-            (torch.empty(shape, dtype=ids, pin_memory=pin), torch.empty(shape, dtype=torch.float16, pin_memory=pin))
+            {a.name: torch.empty((*shape, a.width), dtype=_TORCH_DTYPES[a.dtype], pin_memory=pin) for a in layout}
             for _ in range(2)
         ]
         self.device = device
         self.turn = 0
         self.pending: tuple[Any, np.ndarray, int] | None = None  # (copied event, chunk indices, buffer)
 
-    def send(self, chunks: np.ndarray, top_ids: torch.Tensor, log_probs: torch.Tensor, ids_out: np.ndarray,
-             log_probs_out: np.ndarray) -> None:
+    def send(self, chunks: np.ndarray, arrays: dict[str, torch.Tensor], outputs: dict[str, np.ndarray]) -> None:
         """Start copying one batch to the host; write the previous one (its copy has finished by then)."""
-        ids_host, log_probs_host = self.buffers[self.turn]
-        n = top_ids.size(0)
-        ids_host[:n].copy_(top_ids.to(ids_host.dtype), non_blocking=True)
-        log_probs_host[:n].copy_(log_probs.to(torch.float16), non_blocking=True)
+        buffers = self.buffers[self.turn]
+        for name, values in arrays.items():
+            host = buffers[name]
+            host[:values.size(0)].copy_(values.to(host.dtype), non_blocking=True)
         event = torch.cuda.Event() if self.device.type == "cuda" else None
         if event is not None:
             event.record()
-        self.flush(ids_out, log_probs_out)
+        self.flush(outputs)
         self.pending = (event, chunks, self.turn)
         self.turn = 1 - self.turn
 
-    def flush(self, ids_out: np.ndarray, log_probs_out: np.ndarray) -> None:
+    def flush(self, outputs: dict[str, np.ndarray]) -> None:
         """Write the batch still in a host buffer (waiting for its copy only, not for later work)."""
         if self.pending is None:
             return
         event, chunks, turn = self.pending
         if event is not None:
             event.synchronize()
-        ids_host, log_probs_host = self.buffers[turn]
-        n = len(chunks)
-        ids_out[chunks] = ids_host[:n].numpy()
-        log_probs_out[chunks] = log_probs_host[:n].numpy()
+        for name, host in self.buffers[turn].items():
+            outputs[name][chunks] = host[:len(chunks)].numpy()
         self.pending = None
 
 
@@ -339,8 +499,8 @@ def prepare_teacher_cache(
                      lock_file=f".{directory.name}.lock"):
         cache = load_teacher_cache(directory, fingerprint)
         if cache is not None and cache.missing(wanted).size == 0:
-            logger.info("teacher cache %s reused (top-%d, the %d chunks this run reads)", directory,
-                        cfg.teacher_cache_top_k, wanted.size)
+            logger.info("teacher cache %s reused (%s, the %d chunks this run reads)", directory,
+                        describe(cfg), wanted.size)
             return cache
         teachers = [t.to(device=device, dtype=dtype).eval()
                     for t in load_teachers(cfg, tokenizer, dataset.seq_length)]
@@ -349,24 +509,26 @@ def prepare_teacher_cache(
 
 
 class CachedTargetsDataset(Dataset):
-    """A chunk dataset whose items also carry their cached top-k teacher targets."""
+    """A chunk dataset whose items also carry their cached teacher targets (under each array's batch key)."""
 
     def __init__(self, dataset: ChunkDataset, cache: TeacherCache) -> None:
-        if cache.ids.shape[:2] != (len(dataset), dataset.seq_length):
-            raise ValueError(f"cache {cache.directory} has shape {cache.ids.shape}, "
-                             f"the dataset {len(dataset)} chunks of {dataset.seq_length}")
+        for name, array in cache.arrays.items():
+            if array.shape[:2] != (len(dataset), dataset.seq_length):
+                raise ValueError(f"cache {cache.directory} has {name} of shape {array.shape}, "
+                                 f"the dataset {len(dataset)} chunks of {dataset.seq_length}")
         self.dataset = dataset
         self.cache = cache
+        self.keys = {name: BATCH_KEYS[name] for name in cache.arrays}
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """The chunk and its targets in their stored dtypes: the loss widens them on the device (4x fewer bytes)."""
+        """The chunk and its targets in their stored dtypes: the loss widens them on the device (fewer bytes)."""
         if not self.cache.filled[index]:
             raise RuntimeError(f"chunk {index} has no targets in {self.cache.directory}: the cache was built for "
                                "the chunks of another run length or seed (prepare_teacher_cache's chunks)")
         item = self.dataset[index]
-        item[IDS_KEY] = torch.from_numpy(np.array(self.cache.ids[index]))
-        item[LOG_PROBS_KEY] = torch.from_numpy(np.array(self.cache.log_probs[index]))
+        for name, key in self.keys.items():
+            item[key] = torch.from_numpy(np.array(self.cache.arrays[name][index]))
         return item

@@ -39,7 +39,7 @@ from babykd.losses.shares import TermShareLog
 from babykd.run.atomic import atomic_write_text
 from babykd.run.checkpoints import COMPLETE_MARKER, rotate_checkpoints
 from babykd.run.words_seen import WordsSeen
-from babykd.teacher_cache import IDS_KEY, LOG_PROBS_KEY
+from babykd.teacher_cache import HEAD_INPUTS_KEY, IDS_KEY, LOG_PROBS_KEY, CachedHeads
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ class KDTrainer(Trainer):
         self,
         *args: Any,
         teachers: Sequence[PreTrainedModel] = (),
+        cached_heads: CachedHeads | None = None,
         distillation: DistillationConfig | None = None,
         extra_modules: losses.DistillationModules | None = None,
         words_seen: WordsSeen | None = None,
@@ -181,6 +182,8 @@ class KDTrainer(Trainer):
             self.add_callback(ResetExtraGradients(extra_modules))
         teacher_dtype = torch.bfloat16 if self.args.bf16 else None
         self.teachers = [self._freeze(t, teacher_dtype) for t in teachers]
+        #: A head-input cache's teacher heads: the batch's stored head inputs become the teachers' logits.
+        self.cached_heads = cached_heads.to(self.args.device) if cached_heads is not None else None
         if self.train_dataset is not None:
             self.add_callback(DatasetEpochCallback(self.train_dataset))
         self._term_sums: dict[str, torch.Tensor | float] = defaultdict(float)
@@ -285,7 +288,12 @@ class KDTrainer(Trainer):
             distillation=self.distillation,
         )
         teacher_hidden = loss_terms.TEACHER_HIDDEN in self.needs
-        if teacher_hidden or loss_terms.TEACHER_LOGITS in self.needs:
+        if self.cached_heads is not None and loss_terms.TEACHER_LOGITS in self.needs and not teacher_hidden:
+            if HEAD_INPUTS_KEY not in inputs:
+                raise ValueError("the kl term reads the head-input cache, but the batch carries no head inputs")
+            with torch.no_grad():
+                step.teacher_logits = self.cached_heads(inputs[HEAD_INPUTS_KEY])
+        elif teacher_hidden or loss_terms.TEACHER_LOGITS in self.needs:
             if not self.teachers:
                 raise ValueError(f"the loss terms {[t.name for t in self.terms]} read teachers, but none were given")
             with torch.inference_mode(), unpacked_batches():

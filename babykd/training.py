@@ -45,7 +45,7 @@ from babykd.run.start import (
 from babykd.run.lineage import lineage_record
 from babykd.rules import REVISIONS_DIR, check_words_budget, checkpoint_marks, planned_words, resolve_track
 from babykd.run.words_seen import WordsSeen
-from babykd.teacher_cache import CachedTargetsDataset, prepare_teacher_cache
+from babykd.teacher_cache import HEADS_FILE, CachedHeads, CachedTargetsDataset, prepare_teacher_cache
 from babykd.teachers import build_distillation_modules, check_logit_widths, load_teachers
 from babykd.trainer import KDTrainer, TrainingClock
 from babykd.run.checkpoints import checkpoint_state, last_complete_checkpoint
@@ -274,12 +274,15 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
     train_dataset = data.train_dataset
     if config.distillation is not None:
         check_logit_widths(config.distillation, config.model.vocab_size)
-    if config.distillation is not None and config.distillation.teacher_cache_top_k is not None:
-        with args.main_process_first(local=False, desc="teacher top-k cache"):  # one writer
+    cached_heads = None
+    if config.distillation is not None and config.distillation.uses_teacher_cache:
+        with args.main_process_first(local=False, desc="teacher cache"):  # one writer
             cache = prepare_teacher_cache(config.distillation, data.train_dataset, data.tokenizer,
                                           data.cache_dir, args.device,
                                           torch.bfloat16 if args.bf16 else None, chunks_read(config, data))
         train_dataset = CachedTargetsDataset(data.train_dataset, cache)
+        if config.distillation.teacher_cache_head_inputs:
+            cached_heads = CachedHeads.load(cache.directory / HEADS_FILE)
     elif config.distillation is not None:
         teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length)
     set_seed(config.training.seed)
@@ -296,6 +299,7 @@ def _run_locked(config: RunConfig, plan: StartPlan, callbacks: list[Any] | None)
         processing_class=data.tokenizer,
         data_collator=FixedChunkCollator(),  # not HF's padding collator: see babykd.data.collator
         teachers=teachers,
+        cached_heads=cached_heads,
         distillation=config.distillation,
         extra_modules=extra,
         words_seen=words,

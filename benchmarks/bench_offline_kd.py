@@ -5,10 +5,12 @@
                                           [--corpus ZIP_OR_DIR] [--work DIR] [--device cpu|cuda]
 
 Why: the teacher cache exists to remove the teachers' cost, so a cached step should cost about a
-student-alone step plus the sparse loss. Three runs of the same recipe (BabyLlama's logit KD:
+student-alone step plus the sparse loss. Four runs of the same recipe (BabyLlama's logit KD:
 ce 0.5, kl 0.5, T = 2) on the same data, seed and batches: the student alone (pretraining), logit
-KD with the live teachers, and logit KD from the top-K cache, which the cached run builds first for
-exactly the chunks it will read (its cost is reported apart: chunks built and seconds). Per run:
+KD with the live teachers, logit KD from the top-K cache (`cached`) and from the head-input cache
+(`heads`: the teachers' logits recomputed from their stored head inputs, the online loss up to
+float16 rounding), each cache built first for exactly the chunks its run will read (its cost is
+reported apart: chunks built and seconds). Per run:
 the median wall time of the steps after `--warmup` (a TrainerCallback around each optimizer
 step). Shapes: `cpu-study` is config/reproduce/cpu.yaml's (student Llama 4 x 96, teachers GPT-2
 and Llama 6 x 128, vocabulary 4,000, batch 32 x 128); `published` is the published student
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
@@ -134,38 +137,55 @@ def run_config(arm: str, shapes: Shapes, options: argparse.Namespace, teachers: 
         return load_run_config(ALONE_RECIPE, common)
     distill = [f"distillation.teachers=[{','.join(map(str, teachers))}]", "distillation.kl_normalization=token",
                "distillation.log_term_shares=false"]
-    if arm == "cached":
-        distill += [f"distillation.teacher_cache_top_k={options.k}",
-                    f"distillation.teacher_cache_dir={options.work.resolve() / 'teacher-cache'}"]
+    if arm in CACHED_ARMS:
+        distill += [CACHED_ARMS[arm].format(k=options.k),
+                    f"distillation.teacher_cache_dir={cache_dir(arm, options).resolve()}"]
     return load_run_config(KD_RECIPE, [*common, *distill])
+
+
+#: The cached arms and the override that selects each one's representation.
+CACHED_ARMS = {"cached": "distillation.teacher_cache_top_k={k}", "heads": "distillation.teacher_cache_head_inputs=true"}
+
+
+def cache_dir(arm: str, options: argparse.Namespace) -> Path:
+    return options.work / f"teacher-cache-{arm}"
 
 
 def measure(arm: str, shapes: Shapes, options: argparse.Namespace, teachers: Sequence[Path]) -> dict[str, Any]:
     """One fresh run of `arm`: median step time after the warm-up, and the cache build it needed."""
     config = run_config(arm, shapes, options, teachers)
     shutil.rmtree(config.output.run_dir, ignore_errors=True)
-    if arm == "cached":
-        shutil.rmtree(options.work / "teacher-cache", ignore_errors=True)  # the build is part of what is measured
+    if arm in CACHED_ARMS:
+        shutil.rmtree(cache_dir(arm, options), ignore_errors=True)  # the build is part of what is measured
     timer = StepTimer()
     started = time.perf_counter()
     run_training(config, callbacks=[timer])
     record = {"arm": arm, "shapes": options.shapes, "steps": options.steps, "warmup": options.warmup,
               "median_step_s": round(statistics.median(timer.times[options.warmup:]), 4),
               "run_wall_s": round(time.perf_counter() - started, 1)}
-    if arm == "cached":
-        meta = json.loads((options.work / "teacher-cache" / "meta.json").read_text(encoding="utf-8"))
+    if arm in CACHED_ARMS:
+        meta = json.loads((cache_dir(arm, options) / "meta.json").read_text(encoding="utf-8"))
         build = meta["builds"][-1]
-        record.update(k=options.k, cache_chunks_built=build["chunks_built"], cache_build_s=build["seconds"],
-                      corpus_chunks=meta["shape"][0], top_k_mass=meta["top_k_mass"])
+        record.update(k=meta["top_k"], cache_chunks_built=build["chunks_built"], cache_build_s=build["seconds"],
+                      corpus_chunks=meta["shape"][0], top_k_mass=meta["top_k_mass"],
+                      cache_bytes_per_position=bytes_per_position(cache_dir(arm, options), meta))
     return record
 
 
+def bytes_per_position(directory: Path, meta: dict[str, Any]) -> int:
+    """What the cache in `directory` stores per position: each array's width times its stored dtype's size."""
+    return sum(np.load(directory / f"{name}.npy", mmap_mode="r").dtype.itemsize * width
+               for name, width in meta["arrays"].items())
+
+
 def ratios(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Cached step over the student-alone step and over the online step (targets: <= 1.25 and <= 0.6)."""
+    """Each cached step over the student-alone step and over the online step (targets: <= 1.25 and <= 0.6)."""
     step = {r["arm"]: r["median_step_s"] for r in records}
-    return {"event": "ratios", "cached_over_alone": round(step["cached"] / step["alone"], 3),
-            "cached_over_online": round(step["cached"] / step["online"], 3),
-            "online_over_alone": round(step["online"] / step["alone"], 3)}
+    result: dict[str, Any] = {"event": "ratios", "online_over_alone": round(step["online"] / step["alone"], 3)}
+    for arm in CACHED_ARMS:
+        result[f"{arm}_over_alone"] = round(step[arm] / step["alone"], 3)
+        result[f"{arm}_over_online"] = round(step[arm] / step["online"], 3)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -176,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     probe = run_config("alone", shapes, options, [])
     data = load_data(probe)  # tokenizer and token caches once, outside every timed run
     teachers = save_teachers(shapes, options.work, data.tokenizer)
-    records = [measure(arm, shapes, options, teachers) for arm in ("alone", "online", "cached")]
+    records = [measure(arm, shapes, options, teachers) for arm in ("alone", "online", *CACHED_ARMS)]
     records.append(ratios(records))
     emit("bench_offline_kd.py", argv, records, None if options.no_results else options.results)
     return records

@@ -41,6 +41,7 @@ from babykd.losses.teacher_targets import check_choice, check_temperature
 
 #: Floor of log p_rest (about 1e-30): keeps the rest term finite when the student has ~no rest mass.
 MIN_LOG_REST = -69.0
+_ONE = torch.ones(())
 
 
 def top_k_targets(teacher_log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -65,17 +66,34 @@ def sparse_kl_chunk(
 
     so it is computed here, in one pass, instead of by autograd through a checkpointed recompute;
     `scale` (``T·w / divisor``, 0-dim or ``[rows, 1]``) turns it into the gradient of the term.
+
+    Why it is written this way: this chunk is most of what a cached step costs beyond a student-alone
+    step, so it makes as few passes over the ``[rows, V]`` chunk as the formula allows (one copy, a max,
+    one exp in place, one sum, one scaling pass for the gradient). The exponentials ``e = exp(s − max s)``
+    are computed once; the top k are read out of them and zeroed, so the same buffer's sum is the rest's
+    mass (summed directly: no ``1 − Σ_K p`` cancellation) and the same buffer, scaled per row, is the
+    rest's gradient. Only k entries per row are then written for the top k.
     """
-    scaled = student_rows.to(torch.float32, copy=True).div_(temperature)
-    normaliser = scaled.logsumexp(dim=-1, keepdim=True)
-    log_p = scaled.gather(-1, ids) - normaliser
+    rows = student_rows.float()  # a view for fp32 logits: nothing below writes into it
+    peak = rows.amax(dim=-1, keepdim=True).div_(temperature)
+    exps = torch.addcmul(-peak, rows, _ONE.to(rows.device), value=1.0 / temperature).exp_()  # one pass: s − max s
+    top = rows.gather(-1, ids).div_(temperature).sub_(peak)  # log e_K
+    top_exps = top.exp()
+    has_rest = ids.size(-1) < exps.size(-1)  # less than the whole vocabulary: the rest outcome
+    if has_rest:
+        exps.scatter_(-1, ids, 0.0)
+        rest_sum = exps.sum(dim=-1)
+        total_sum = rest_sum + top_exps.sum(dim=-1)
+    else:
+        total_sum = exps.sum(dim=-1)
+    log_total = total_sum.log().unsqueeze(-1)
+    log_p = top.sub_(log_total)
     q = log_q.exp()
     kl = (q * (log_q - log_p)).sum(dim=-1)
     rest_weight = None
-    if ids.size(-1) < scaled.size(-1):  # less than the whole vocabulary: the rest outcome
+    if has_rest:
         q_rest = (1.0 - q.sum(dim=-1)).clamp(min=0.0)
-        outside = scaled.scatter(-1, ids, torch.finfo(torch.float32).min)
-        raw_log_p_rest = outside.logsumexp(dim=-1) - normaliser.squeeze(-1)
+        raw_log_p_rest = rest_sum.log() - log_total.squeeze(-1)
         log_p_rest = raw_log_p_rest.clamp(min=MIN_LOG_REST)
         log_q_rest = q_rest.clamp(min=torch.finfo(torch.float32).tiny).log()
         kl = kl + torch.where(q_rest > 0, q_rest * (log_q_rest - log_p_rest), 0.0)
@@ -84,14 +102,15 @@ def sparse_kl_chunk(
     total = weighted_sum(kl, weights)
     if scale is None:
         return total, None
-    p = scaled.sub_(normaliser).exp_()
-    coefficient = q.sum(dim=-1) if rest_weight is None else q.sum(dim=-1) + rest_weight
-    grad = p * coefficient.unsqueeze(-1)
-    if rest_weight is not None:
-        per_outside = (rest_weight / log_p_rest.exp()).unsqueeze(-1)  # clamped: inactive rows divide 0 by > 0
-        grad.sub_(p.scatter_(-1, ids, 0.0).mul_(per_outside))
-    grad.scatter_add_(-1, ids, -q)
-    return total, grad.mul_(scale).to(student_rows.dtype)
+    if rest_weight is None:  # every token is in K: the buffer becomes scale·p·Q, then minus scale·q at K
+        grad = exps.mul_((q.sum(dim=-1) / total_sum).unsqueeze(-1) * scale)
+        return total, grad.scatter_add_(-1, ids, q.mul_(-scale)).to(student_rows.dtype)
+    coefficient = q.sum(dim=-1) + rest_weight
+    inside = (log_p.exp_() * coefficient.unsqueeze(-1) - q).mul_(scale)
+    # clamped (inactive) rows divide 0 by > 0
+    outside = (coefficient - rest_weight / log_p_rest.exp()) / total_sum
+    grad = exps.mul_(outside.unsqueeze(-1) * scale).scatter_(-1, ids, inside)
+    return total, grad.to(student_rows.dtype)
 
 
 class _SparseKL(torch.autograd.Function):

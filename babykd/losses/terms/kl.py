@@ -1,9 +1,11 @@
 """Logit distillation: ``T² · KL(teachers' tempered soft targets ‖ student)``, live or from the cache.
 
-One term, two sources of the same soft targets: the live teachers' logits (dense, every
-vocabulary entry) or, when ``distillation.teacher_cache_top_k`` is set, the cache's top-k
-targets computed once before training (`babykd.teacher_cache`, the sparse KL of
-`babykd.losses.sparse`). The weight ``distillation.weights.kl`` means the same in both.
+One term, three sources of the same soft targets: the live teachers' logits (dense, every
+vocabulary entry); with ``distillation.teacher_cache_head_inputs`` the same dense logits,
+recomputed by the trainer from the cached inputs of the teachers' heads; or, when
+``distillation.teacher_cache_top_k`` is set, the cache's top-k targets computed once before
+training (`babykd.teacher_cache`, the sparse KL of `babykd.losses.sparse`). The weight
+``distillation.weights.kl`` means the same in all three.
 """
 
 from __future__ import annotations
