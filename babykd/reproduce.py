@@ -356,6 +356,7 @@ class StageClock:
 
 
 def run_stages(stages: Sequence[Stage], budget: Budget, corpus: Path, out_root: Path) -> None:
+    from babykd.run.start import RUN_CONFIG_FILE, resume_changes
     from babykd.training import is_finished, run_training
 
     clock = StageClock(out_root)
@@ -363,6 +364,10 @@ def run_stages(stages: Sequence[Stage], budget: Budget, corpus: Path, out_root: 
         config = stage_config(stage, budget, corpus, out_root)
         prefix = f"[{index}/{len(stages)}] {stage.role} {stage.run_name}"
         if is_finished(config.output.run_dir):
+            changed = resume_changes(config, config.output.run_dir)
+            if changed:  # an edited budget must not be answered by a run of the old one
+                sys.exit(f"{prefix}: {config.output.run_dir} is a finished run of another config (its "
+                         f"{RUN_CONFIG_FILE} differs at {', '.join(changed)}): move it aside to train this stage again")
             print(f"{prefix}: done already, skipped")
             continue
         print(f"{prefix}: training", flush=True)

@@ -55,6 +55,12 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert log.count("done already, skipped") == len(reproduce.plan(2, recipes))
     assert "evaluating" not in log
 
+    # a finished run whose config is not the budget's (an edited budget) is named, not skipped
+    saved = out / reproduce.plan(2, recipes)[0].run_name / "run_config.yaml"
+    saved.write_text(saved.read_text().replace("  lr: ", "  lr: 1.0e-09 #", 1))
+    with pytest.raises(SystemExit, match=r"finished run of another config .*training\.lr"):
+        reproduce.main(args)
+
 
 def _assert_grid_report(out: Path, text: str, budget: reproduce.Budget) -> None:
     """Each screened grid: its section with every smoke point finished and its shares, its heat map, its CSV lines."""
