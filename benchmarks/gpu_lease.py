@@ -251,13 +251,13 @@ def plan(out: Path, python: str, smoke: bool, eval_model: Path | None, eval_resu
                                             "--steps", "15"], json_lines, planned_s=planned)
           for name, (planned, limit) in training.items()),
         Stage("evaluation", 45, [*scorer, "--no-minicons"], json_lines, planned_s=35),
-        Stage("evaluation-2025", 65, [*cheap, "--device", "cuda"], json_lines, planned_s=55),
+        Stage("evaluation-2025", 60, [*cheap, "--device", "cuda"], json_lines, planned_s=52),
         Stage("evaluation-2025-entity", 30, [*entity, "--device", "cuda", "--max-items-per-subtask",
                                              str(ENTITY_ITEMS_PER_SUBTASK)], json_lines, planned_s=25),
-        # The published student's shapes: the 16k tokenizer and token caches, then three 8-step runs (last:
-        # the least certain plan; a timeout loses only this stage).
-        Stage("offline-kd", 80, [*offline_kd, "--shapes", "published", "--steps", "8", "--warmup", "3",
-                                 "--device", "cuda"], json_lines, planned_s=70),
+        # The published student's shapes: the 16k tokenizer and token caches, then four 8-step runs (alone,
+        # online, top-k cache, head-input cache; last: the least certain plan; a timeout loses only this stage).
+        Stage("offline-kd", 85, [*offline_kd, "--shapes", "published", "--steps", "8", "--warmup", "3",
+                                 "--device", "cuda"], json_lines, planned_s=75),
     ]
 
 

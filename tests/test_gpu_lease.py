@@ -138,7 +138,8 @@ def test_smoke_records_carry_the_measured_figures(smoke) -> None:
     assert entity[0]["task"] == "entity_tracking"
     assert all(r["ours_s"] > 0 and r["official_loop_s"] > 0 for r in suite + entity)
     offline = {r.get("arm", r.get("event")): r for r in lines if r.get("stage") == "offline-kd"}
-    assert {"alone", "online", "cached", "ratios"} <= set(offline) and offline["ratios"]["cached_over_alone"] > 0
+    assert {"alone", "online", "cached", "heads", "ratios"} <= set(offline)
+    assert offline["ratios"]["cached_over_alone"] > 0 and offline["ratios"]["heads_over_online"] > 0
 
 
 def test_smoke_summary_shows_the_records_and_marks_the_rest_not_measured(smoke) -> None:
