@@ -1,36 +1,35 @@
-"""Offline KD: the teacher ensemble's top-k soft targets, computed once and reused every epoch.
+"""Offline KD: the teacher ensemble's soft targets, computed once and reused every epoch.
 
 Why: the training chunks are fixed (no random offset), so the teachers give the
 same answer for a chunk every epoch. In the BabyLlama recipe their forwards cost
 about 2·(705M + 360M) FLOPs per token against 6·58M for the student's step, most
-of every distillation step. With ``distillation.teacher_cache_top_k: K`` one
-pass over the corpus stores, per chunk and position, the K most likely tokens of
-the combined tempered teacher distribution and their log-probabilities; every
-epoch then trains on them (:func:`babykd.losses.sparse_kl_distillation_loss`,
-which keeps the remaining mass as one "rest" outcome) without loading a
-teacher. How the teacher spreads that rest mass is what the cache loses: the
-build records the mean mass the top K hold (``meta.json``: ``top_k_mass``).
+of every distillation step. One pass of the teachers stores, per chunk and position,
+what the KL term needs, in one of two representations (the fidelity table is in
+benchmarks/README.md):
 
-Two representations of the same targets (issue 30's fidelity table: benchmarks/README.md):
+- ``teacher_cache_head_inputs: true``, the faithful one: what each teacher's output head
+  reads (its last hidden state after the final norm, float16, 2·Σ d_model bytes a position)
+  and the heads' weights once (``heads.safetensors``). A step recomputes the teachers'
+  logits with one matmul per teacher and trains on the dense KL: the online loss up to
+  float16 rounding of the head inputs, without a teacher's blocks. The build checks that
+  each teacher's logits are its head applied to that input.
+- ``teacher_cache_top_k: K``, the cheap one: the K most likely tokens of the combined
+  tempered distribution and their log-probabilities (4·K bytes a position), trained on by
+  :func:`babykd.losses.sparse_kl_distillation_loss`, which keeps the remaining mass as one
+  "rest" outcome. How the teacher spreads that rest mass is what it loses: at T = 2 a
+  teacher's distribution is broad (the top 64 of 4,000 tokens hold about a third of it),
+  so the cached KL is another, weaker loss. The build records the mean mass the top K hold
+  (``meta.json``: ``top_k_mass``).
 
-- ``teacher_cache_top_k: K`` keeps the top K and one "rest" outcome: 4·K bytes a position, the
-  cheapest step (a sparse loss), but at T = 2 a teacher's distribution is broad and the top 64
-  of 4,000 tokens hold about a third of its mass, so the cached KL is another, weaker loss.
-- ``teacher_cache_head_inputs: true`` keeps what each teacher's output head reads (its last
-  hidden state after the final norm, float16, 2·Σ d_model bytes a position) and the heads'
-  weights once (``heads.safetensors``): a step recomputes the teachers' logits with one small
-  matmul per teacher and trains on the dense KL, the online loss up to float16 rounding of the
-  head inputs. The build checks that each teacher's logits are its head applied to that input.
-
-On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × K`` each): ``ids``
-(uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16, floored at a finite
-:data:`LOG_PROB_FLOOR`), ``filled.npy`` (which chunks hold targets), ``meta.json`` (written after
+On disk (memory-mapped ``.npy``, ``N_chunks × seq_length × width`` each): ``head_inputs``, or
+``ids`` (uint16 when the vocabulary fits, else int32) and ``log_probs`` (float16, floored at a finite
+:data:`LOG_PROB_FLOOR`); ``filled.npy`` (which chunks hold targets), ``meta.json`` (written after
 the data). Only the chunks a run will read are computed (a 1,000-step run of 32 chunks reads 32,000
 of the corpus's ~108,000); a later run that shares the cache (another seed, arm or grid point:
 the same fingerprint) adds the chunks it reads that are not there yet, under a lock, and every
 build's cost is logged and kept in ``meta.json``. The default directory name carries a fingerprint of
 everything the targets depend on (token stream, chunking, teacher weights,
-config and tokenizer, temperature, combination, K), so changing any of them builds a new cache
+config and tokenizer, temperature, combination, representation), so changing any of them builds a new cache
 instead of silently reusing a stale one.
 """
 
@@ -293,7 +292,10 @@ def describe(cfg: DistillationConfig) -> str:
 
 def _top_k(teachers: Sequence[PreTrainedModel], input_ids: torch.Tensor, cfg: DistillationConfig, *,
            check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One batch's top-k ids and floored log-probs of the combined teachers, and the mass they hold."""
+    """One batch's top-k ids and floored log-probs of the combined teachers, and the mass they hold.
+
+    (`check` is the encoders' shared signature: top-k targets of any teacher are what they are.)
+    """
     vocab = output_head(teachers[0]).out_features
     rows = (t(input_ids=input_ids).logits.reshape(-1, vocab) for t in teachers)
     combined = combined_teacher_log_probs(rows, cfg.temperature, cfg.combine)
@@ -305,7 +307,7 @@ def _top_k(teachers: Sequence[PreTrainedModel], input_ids: torch.Tensor, cfg: Di
 
 
 def head_inputs_batch(teachers: Sequence[PreTrainedModel], input_ids: torch.Tensor, cfg: DistillationConfig, *,
-                 check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                      check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One batch's head inputs of every teacher, side by side; they hold all the mass (one per position).
 
     With `check` (the first batch of a build), each teacher's logits must be its head applied to the
