@@ -70,9 +70,9 @@ class LossTerm:
     name: str
     #: The term's unweighted value for one step: (tensors, its own trainable module or None) -> scalar.
     compute: Callable[[StepTensors, nn.Module | None], Tensor]
-    #: The inputs it reads (constants from above); `needs` as a function of the DistillationConfig wins.
-    needs: frozenset[str] = frozenset()
-    needs_given: Callable[[Any], frozenset[str]] | None = None
+    #: The inputs it reads (constants from above): a set, or, when they depend on the settings, a function
+    #: of the DistillationConfig (None when pretraining) returning it; read it through `needs_for`.
+    needs: frozenset[str] | Callable[[Any], frozenset[str]] = frozenset()
     #: Position in the weighted sum (float addition is not associative: the sum's order is fixed).
     order: int = 100
     #: Fields it owns under ``distillation`` (see `option`); flat keys, so recipes read as before.
@@ -90,4 +90,4 @@ class LossTerm:
 
     def needs_for(self, cfg: Any) -> frozenset[str]:
         """The inputs it reads under distillation settings `cfg` (None when pretraining)."""
-        return self.needs_given(cfg) if self.needs_given is not None and cfg is not None else self.needs
+        return self.needs(cfg) if callable(self.needs) else self.needs

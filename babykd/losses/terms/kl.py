@@ -20,7 +20,9 @@ from babykd.losses.terms.base import CACHED_TARGETS, TEACHER_LOGITS, LossTerm, S
 
 
 def needs(cfg: Any) -> frozenset[str]:
-    return frozenset({CACHED_TARGETS if cfg.teacher_cache_top_k is not None else TEACHER_LOGITS})
+    """The cache's top-k targets when it holds them, else the teachers' logits (live or recomputed)."""
+    cached = cfg is not None and cfg.teacher_cache_top_k is not None
+    return frozenset({CACHED_TARGETS if cached else TEACHER_LOGITS})
 
 
 def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
@@ -38,4 +40,4 @@ def compute(step: StepTensors, module: nn.Module | None) -> Tensor:
     )
 
 
-TERM = LossTerm(name="kl", compute=compute, needs=frozenset({TEACHER_LOGITS}), needs_given=needs, order=1)
+TERM = LossTerm(name="kl", compute=compute, needs=needs, order=1)
