@@ -122,10 +122,14 @@ def kl_chunk(
 
 
 def ce_chunk(
-    student_rows: Tensor, targets: Tensor, weights: Tensor | None, scale: Tensor | None
+    student_rows: Tensor, targets: Tensor, weights: Tensor | None, scale: Tensor | None, out: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None]:
-    """One chunk: ``Σ w·(−log softmax(s)[target])`` and, with `scale`, ``scale·(softmax(s) − onehot(target))``."""
-    log_probs = torch.log_softmax(student_rows.float(), dim=-1)
+    """One chunk: ``Σ w·(−log softmax(s)[target])`` and, with `scale`, ``scale·(softmax(s) − onehot(target))``.
+
+    With `out` (the chunk's rows of the fp32 gradient buffer) the work happens there: no copy of the
+    chunk's gradient into the buffer afterwards (the same arithmetic, so the same bits).
+    """
+    log_probs = torch.log_softmax(student_rows.float(), dim=-1, out=out)
     targets = targets.unsqueeze(1)
     total = -weighted_sum(log_probs.gather(1, targets).squeeze(1), weights)
     if scale is None:
@@ -172,8 +176,8 @@ class _SoftTargetKL(torch.autograd.Function):
     ) -> Tensor:
         total, grad = chunked_value_and_gradient(
             student, weights, need_grad, temperature, divisor, chunk_rows,
-            lambda part, w, scale: _kernels.kl(student[part], [t[part] for t in teachers], temperature, combine, w,
-                                               scale),
+            lambda part, w, scale, out: _kernels.kl(student[part], [t[part] for t in teachers], temperature, combine,
+                                                    w, scale),
         )
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
@@ -194,7 +198,8 @@ class _CrossEntropy(torch.autograd.Function):
     ) -> Tensor:
         total, grad = chunked_value_and_gradient(
             student, weights, need_grad, 1.0, divisor, chunk_rows,
-            lambda part, w, scale: _kernels.ce(student[part], targets[part], w, scale),
+            lambda part, w, scale, out: _kernels.ce(student[part], targets[part], w, scale,
+                                                    out if _kernels is _EAGER else None),
         )
         ctx.save_for_backward(grad)
         return total / divisor
@@ -207,7 +212,7 @@ class _CrossEntropy(torch.autograd.Function):
 # ----------------------------------------------------------------------------- helpers
 
 
-ChunkFunction = Callable[[slice, "Tensor | None", "Tensor | None"], tuple[Tensor, "Tensor | None"]]
+ChunkFunction = Callable[[slice, "Tensor | None", "Tensor | None", "Tensor | None"], tuple[Tensor, "Tensor | None"]]
 
 
 def chunked_value_and_gradient(
@@ -216,18 +221,22 @@ def chunked_value_and_gradient(
 ) -> tuple[Tensor, Tensor | None]:
     """The fp32 sum of `chunk`'s values over the row chunks of `rows`, and (if needed) its stored gradient.
 
-    `chunk(part, weights, scale)` returns one chunk's summed value and, when `scale` (``gradient_factor /
+    `chunk(part, weights, scale, out)` returns one chunk's summed value and, when `scale` (``gradient_factor /
     divisor``, times each row's weight) is given, its rows' gradient, stored into one buffer of
-    `rows`' shape and dtype: what every fused loss here shares.
+    `rows`' shape and dtype: what every fused loss here shares. `out` is the chunk's rows of that
+    buffer when it is fp32 (the arithmetic's dtype): a chunk that computes its gradient there
+    returns `out` itself and saves a full pass over the buffer (the copy).
     """
     grad = torch.empty_like(rows) if need_grad else None
     scale = gradient_factor / divisor if need_grad else None
     total = torch.zeros((), dtype=torch.float32, device=rows.device)
     for part in chunk_slices(rows.size(0), chunk_rows):
         w = None if weights is None else weights[part]
-        value, chunk_grad = chunk(part, w, row_scale(scale, w))
+        out = grad[part] if grad is not None and grad.dtype == torch.float32 else None
+        value, chunk_grad = chunk(part, w, row_scale(scale, w), out)
         total += value
-        store_rows(grad, part, chunk_grad)
+        if chunk_grad is not out:
+            store_rows(grad, part, chunk_grad)
     return total, grad
 
 

@@ -54,7 +54,7 @@ def top_k_targets(teacher_log_probs: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 def sparse_kl_chunk(
     student_rows: Tensor, ids: Tensor, log_q: Tensor, temperature: float, weights: Tensor | None,
-    scale: Tensor | None,
+    scale: Tensor | None, out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """One chunk's weighted coarsened KL summed over its rows and, with `scale`, its gradient.
 
@@ -72,11 +72,12 @@ def sparse_kl_chunk(
     one exp in place, one sum, one scaling pass for the gradient). The exponentials ``e = exp(s − max s)``
     are computed once; the top k are read out of them and zeroed, so the same buffer's sum is the rest's
     mass (summed directly: no ``1 − Σ_K p`` cancellation) and the same buffer, scaled per row, is the
-    rest's gradient. Only k entries per row are then written for the top k.
+    rest's gradient. Only k entries per row are then written for the top k. With `out` (the chunk's rows
+    of the fp32 gradient buffer) that buffer is `out` itself, so nothing is copied afterwards.
     """
     rows = student_rows.float()  # a view for fp32 logits: nothing below writes into it
     peak = rows.amax(dim=-1, keepdim=True).div_(temperature)
-    exps = torch.addcmul(-peak, rows, _ONE.to(rows.device), value=1.0 / temperature).exp_()  # one pass: s − max s
+    exps = torch.addcmul(-peak, rows, _ONE.to(rows.device), value=1.0 / temperature, out=out).exp_()  # s − max s
     top = rows.gather(-1, ids).div_(temperature).sub_(peak)  # log e_K
     top_exps = top.exp()
     has_rest = ids.size(-1) < exps.size(-1)  # less than the whole vocabulary: the rest outcome
@@ -123,7 +124,8 @@ class _SparseKL(torch.autograd.Function):
     ) -> Tensor:
         total, grad = chunked_value_and_gradient(
             rows, weights, need_grad, temperature, divisor, chunk_rows,
-            lambda part, w, scale: sparse_kl_chunk(rows[part], ids[part], log_q[part], temperature, w, scale),
+            lambda part, w, scale, out: sparse_kl_chunk(rows[part], ids[part], log_q[part], temperature, w, scale,
+                                                        out),
         )
         ctx.save_for_backward(grad)
         return total * (temperature**2 / divisor)
