@@ -30,9 +30,9 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setattr(request_cache, "_memory", OrderedDict())
     encode, builds = ranking._encode_candidates, []
 
-    def counting(tokenizer, pairs):
-        builds.append(len(pairs))
-        return encode(tokenizer, pairs)
+    def counting(tokenizer, items):
+        builds.append(sum(len(item.sentences) for item in items))
+        return encode(tokenizer, items)
 
     monkeypatch.setattr(ranking, "_encode_candidates", counting)
     return {"dir": tmp_path, "builds": builds, "encode": encode}
@@ -45,7 +45,7 @@ def fresh_process(monkeypatch):
 
 def test_requests_are_encoded_once_per_tokenizer_and_data(tokenizers, cache, monkeypatch):
     tok = tokenizers[300]
-    expected = cache["encode"](tok, [(s, c) for i in ITEMS for s, c in zip(i.sentences, i.completions)])
+    expected = cache["encode"](tok, ITEMS)
     assert ranking.candidate_requests(tok, ITEMS) == expected
     assert ranking.candidate_requests(copy.deepcopy(tok), ITEMS) == expected  # same content, another object: memory
     assert len(list(cache["dir"].glob("*.npz"))) == 1
@@ -62,9 +62,9 @@ def test_another_tokenizer_text_or_kind_is_a_miss(tokenizers, cache):
     changed = [ranking.Candidates("b", sentences, ("the apple!", "nothing."))]
     ranking.candidate_requests(tokenizers[300], ITEMS[:1] + changed)  # one text changed
     assert cache["builds"] == [4, 4, 2, 4]
-    pairs = [("a b", "b")]
+    pairs, items = [("a b", "b")], [ranking.Candidates("c", ("a b", "a c"), ("b", "c"))]
     first = cached_requests(tokenizers[300], "kind 1", pairs, lambda: [])
-    second = cached_requests(tokenizers[300], "kind 2", pairs, lambda: cache["encode"](tokenizers[300], pairs))
+    second = cached_requests(tokenizers[300], "kind 2", pairs, lambda: cache["encode"](tokenizers[300], items))
     assert first == [] and second != []
     assert len(list(cache["dir"].glob("*.npz"))) == 6
 
