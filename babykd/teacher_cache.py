@@ -107,6 +107,11 @@ def cache_layout(cfg: DistillationConfig, teachers: Sequence[PreTrainedModel]) -
     return (StoredArray("ids", k, np.uint16 if vocab <= 65536 else np.int32), StoredArray("log_probs", k, np.float16))
 
 
+def layout_bytes(layout: Sequence[StoredArray]) -> int:
+    """What a cache of this layout stores per position (each array's width times its dtype's size)."""
+    return sum(a.width * np.dtype(a.dtype).itemsize for a in layout)
+
+
 def output_head(teacher: PreTrainedModel) -> nn.Linear:
     """The teacher's output head (its logits are this layer applied to its last hidden state)."""
     head = teacher.get_output_embeddings()
@@ -361,7 +366,7 @@ def empty_cache(directory: Path, dataset: ChunkDataset, cfg: DistillationConfig,
         atomic_write_bytes(tmp / FILLED_FILE, _npy_bytes(np.zeros(len(dataset), dtype=bool)))
         atomic_write_json(tmp / "meta.json", {
             "format": CACHE_FORMAT, "fingerprint": fingerprint, "shape": list(shape),
-            "arrays": {array.name: array.width for array in layout},
+            "arrays": {array.name: array.width for array in layout}, "bytes_per_position": layout_bytes(layout),
             "teachers": [str(t) for t in cfg.teachers], "temperature": cfg.temperature, "combine": cfg.combine,
             "top_k": cfg.teacher_cache_top_k, "head_inputs": cfg.teacher_cache_head_inputs,
             "top_k_mass": None, "mass_sum": 0.0, "positions": 0, "builds": [],

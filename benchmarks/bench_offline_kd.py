@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
@@ -168,14 +167,8 @@ def measure(arm: str, shapes: Shapes, options: argparse.Namespace, teachers: Seq
         build = meta["builds"][-1]
         record.update(k=meta["top_k"], cache_chunks_built=build["chunks_built"], cache_build_s=build["seconds"],
                       corpus_chunks=meta["shape"][0], top_k_mass=meta["top_k_mass"],
-                      cache_bytes_per_position=bytes_per_position(cache_dir(arm, options), meta))
+                      cache_bytes_per_position=meta["bytes_per_position"])
     return record
-
-
-def bytes_per_position(directory: Path, meta: dict[str, Any]) -> int:
-    """What the cache in `directory` stores per position: each array's width times its stored dtype's size."""
-    return sum(np.load(directory / f"{name}.npy", mmap_mode="r").dtype.itemsize * width
-               for name, width in meta["arrays"].items())
 
 
 def ratios(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

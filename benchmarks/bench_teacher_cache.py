@@ -26,14 +26,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from babykd import REPO_ROOT, losses
 from babykd.config import RunConfig, load_run_config
 from babykd.models import build_model
-from babykd.teacher_cache import CachedHeads, cache_layout, head_inputs_batch, head_tensors
+from babykd.teacher_cache import CachedHeads, cache_layout, head_inputs_batch, head_tensors, layout_bytes
 from babykd.teachers import load_teachers
 from babykd.training import load_data
 from records import emit  # beside this file (the script's folder is on sys.path)
@@ -114,7 +113,7 @@ def bytes_per_position(cfg: Any, teachers: Sequence[PreTrainedModel], k: int | s
     """What the cache of row `k` stores per position, from the cache's own layout."""
     representation = (dataclasses.replace(cfg, teacher_cache_top_k=None, teacher_cache_head_inputs=True)
                       if k == HEAD_INPUTS else dataclasses.replace(cfg, teacher_cache_top_k=k))
-    return sum(a.width * np.dtype(a.dtype).itemsize for a in cache_layout(representation, teachers))
+    return layout_bytes(cache_layout(representation, teachers))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
