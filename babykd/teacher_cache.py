@@ -315,27 +315,45 @@ def head_inputs_batch(teachers: Sequence[PreTrainedModel], input_ids: torch.Tens
                       check: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One batch's head inputs of every teacher, side by side; they hold all the mass (one per position).
 
-    With `check` (the first batch of a build), each teacher's logits must be its head applied to the
-    captured input: a model that transforms its logits after the head is refused, not cached wrongly.
+    Only the teachers' bodies run (`base_model`): the vocabulary-wide logits are what the cache
+    exists not to store, so they are not computed either. With `check` (the first batch of a
+    build), the full model runs once with a hook on its head, and both links are verified: the
+    body's output is what the head reads, and the logits are the head applied to it. A model that
+    transforms its logits after the head is refused, not cached wrongly.
     """
-    captured = []
-    for teacher in teachers:
-        head = output_head(teacher)
-        seen: list[torch.Tensor] = []
-        hook = head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-        try:
-            logits = teacher(input_ids=input_ids).logits
-        finally:
-            hook.remove()
-        if check:
-            _check_head(teacher, head(seen[0]), logits)
-        captured.append(seen[0])
+    captured = [_checked_head_input(t, input_ids) if check else t.base_model(input_ids=input_ids).last_hidden_state
+                for t in teachers]
     return {"head_inputs": torch.cat(captured, dim=-1)}, torch.full((), float(input_ids.numel()),
                                                                      dtype=torch.float64, device=input_ids.device)
 
 
+def _checked_head_input(teacher: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
+    """What `teacher`'s output head reads for `input_ids`, verified against its logits and its body's output."""
+    head = output_head(teacher)
+    seen: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        logits = teacher(input_ids=input_ids).logits
+    finally:
+        hook.remove()
+    _check_head(teacher, head(seen[0]), logits)
+    body = teacher.base_model(input_ids=input_ids).last_hidden_state
+    if not _relative_difference(body, seen[0]) <= HEAD_CHECK_TOLERANCE:
+        raise ValueError(
+            f"teacher {getattr(teacher, 'name_or_path', type(teacher).__name__)}: its body's last hidden state "
+            "is not what its output head reads, so its head inputs cannot be cached from the body: use "
+            "distillation.teacher_cache_top_k"
+        )
+    return seen[0]
+
+
+def _relative_difference(expected: torch.Tensor, actual: torch.Tensor) -> float:
+    """Largest absolute difference over the largest magnitude (at least 1); not finite for a masked -inf."""
+    return float((expected - actual).abs().amax() / expected.abs().amax().clamp(min=1.0))
+
+
 def _check_head(teacher: PreTrainedModel, recomputed: torch.Tensor, logits: torch.Tensor) -> None:
-    error = float((recomputed - logits).abs().amax() / recomputed.abs().amax().clamp(min=1.0))
+    error = _relative_difference(recomputed, logits)
     if not error <= HEAD_CHECK_TOLERANCE:  # also a masked (-inf) logit: the difference is not finite
         raise ValueError(
             f"teacher {getattr(teacher, 'name_or_path', type(teacher).__name__)}: its logits are not its output "

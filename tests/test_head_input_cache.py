@@ -4,6 +4,7 @@ trains as the online run does (the faithful representation of issue 30)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from babykd.config import ConfigError, DistillationConfig
 from babykd.data.dataset import ChunkDataset
 from babykd.losses import kl_distillation_loss
 from babykd.teacher_cache import (
-    HEAD_INPUTS_KEY, HEADS_FILE, CachedHeads, CachedTargetsDataset, build_teacher_cache, prepare_teacher_cache,
+    HEAD_INPUTS_KEY, HEADS_FILE, CachedHeads, CachedTargetsDataset, build_teacher_cache, head_inputs_batch,
+    prepare_teacher_cache,
 )
 from babykd.training import load_data, run_training
 from tests.test_distillation import STUDENT, teacher_overrides
@@ -79,6 +81,54 @@ def test_a_teacher_that_changes_its_logits_after_the_head_is_refused(tmp_path: P
     cfg = DistillationConfig(teachers=["masking"], teacher_cache_head_inputs=True)
     with pytest.raises(ValueError, match="not its output head applied"):
         build_teacher_cache(tmp_path / "cache", dataset, [MaskingTeacher(vocab, masked=3)], cfg, "f", progress=False)
+
+
+def test_batches_after_the_first_run_only_the_bodies_and_store_the_same_head_inputs(
+        tiny_config, tiny_teachers) -> None:
+    """The checked first batch (full model, hooked head) and the later ones (`base_model` only) agree."""
+    from babykd.teachers import load_teachers
+
+    config = tiny_config(BABYLLAMA, "heads-body", STUDENT, *teacher_overrides(tiny_teachers), *FIXED)
+    data = load_data(config)
+    teachers = load_teachers(config.distillation, data.tokenizer, config.data.seq_length)
+    input_ids = torch.stack([data.train_dataset[i]["input_ids"] for i in range(4)])
+    with torch.no_grad():
+        checked, _ = head_inputs_batch(teachers, input_ids, config.distillation, check=True)
+        body_only, _ = head_inputs_batch(teachers, input_ids, config.distillation, check=False)
+    assert checked["head_inputs"].shape[-1] == sum(t.get_output_embeddings().in_features for t in teachers)
+    torch.testing.assert_close(body_only["head_inputs"], checked["head_inputs"], rtol=0, atol=1e-6)
+
+
+class ShiftingTeacher(torch.nn.Module):
+    """A teacher whose forward changes its body's output before the head: the body alone is not the head's input."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.base_model = Body(vocab)
+        self.head = torch.nn.Linear(8, vocab, bias=False)
+
+    def get_output_embeddings(self) -> torch.nn.Linear:
+        return self.head
+
+    def forward(self, input_ids: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.head(self.base_model(input_ids).last_hidden_state + 1.0))
+
+
+class Body(torch.nn.Module):
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 8)
+
+    def forward(self, input_ids: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(last_hidden_state=self.embed(input_ids))
+
+
+def test_a_teacher_whose_head_reads_more_than_its_body_gives_is_refused(tmp_path: Path) -> None:
+    vocab = 12
+    dataset = ChunkDataset(np.arange(8 * 6) % vocab, seq_length=6)
+    cfg = DistillationConfig(teachers=["shifting"], teacher_cache_head_inputs=True)
+    with pytest.raises(ValueError, match="body's last hidden state is not what its output head reads"):
+        build_teacher_cache(tmp_path / "cache", dataset, [ShiftingTeacher(vocab)], cfg, "f", progress=False)
 
 
 def test_the_head_input_cache_is_one_of_two_representations_and_gives_no_hidden_states(
