@@ -16,7 +16,10 @@ reported by name and the others kept. Outputs beside RESULTS.md: the figure
 (`.png`) and the table as CSV (`.csv`), no weights, so a GPU lease can bring
 the whole report back. A budget's `grids:` add a section per grid (every point
 ranked by dev CE, its scores and gradient shares), a heat map per grid
-(`RESULTS-grid-<grid>.png`) and their points as CSV (`RESULTS-grid.csv`).
+(`RESULTS-grid-<grid>.png`) and their points as CSV (`RESULTS-grid.csv`). A budget's
+`confirmation:` then chooses arms from those screens by dev CE and trains them on every
+seed beside the plan (`babykd.confirmation`: the best points, logit KD at the best
+point's alpha, the best hidden-term variant screened at it, the cache against online).
 """
 
 from __future__ import annotations
@@ -164,6 +167,39 @@ class GridBudget:
 
 
 @dataclass
+class ConfirmationBudget:
+    """Arms chosen from a budget's screens by dev CE and trained per seed beside its plan (`babykd.confirmation`).
+
+    Why chosen by the code and not written into the budget after a look at the screen: the one command that
+    reproduces a study must make the same choice on anyone's screen, and say why it made it.
+    `screens`: grid files of the budget's `grids`, their points ranked together; `best`: how many of
+    them become arms; `logit_kd`: the overrides that turn a recipe into logit KD (every arm is compared
+    with the best point's alpha under them); `variants`: grids screened at that alpha, whose best point
+    becomes an arm; `cache`: logit KD at that alpha from the head-input teacher cache against the same
+    recipe online, both on fixed chunks (is the cache the same recipe?).
+    """
+
+    screens: list[str]
+    logit_kd: list[str]
+    best: int = 3
+    variants: list[GridBudget] = field(default_factory=list)
+    cache: bool = False
+
+    def validate(self, where: str, grids: Sequence[GridBudget]) -> None:
+        screened = {grid.file for grid in grids}
+        if not self.screens or (unknown := [f for f in self.screens if f not in screened]):
+            raise ConfigError(f"{where}: confirmation.screens: {unknown if self.screens else 'empty'}: name grid "
+                              f"files of the budget's grids ({', '.join(sorted(screened)) or 'none'})")
+        if self.best < 1:
+            raise ConfigError(f"{where}: confirmation.best must be >= 1 (the screened points that become arms)")
+        if not self.logit_kd:
+            raise ConfigError(f"{where}: confirmation.logit_kd: empty; give the overrides that make the best point "
+                              "logit KD (for example distillation.weights.hidden=0)")
+        for variant in self.variants:
+            variant.validate(where)
+
+
+@dataclass
 class Budget:
     """How a budget scales the published recipes (config/reproduce/<name>.yaml).
 
@@ -180,6 +216,7 @@ class Budget:
     distillation_overrides: list[str] = field(default_factory=list)
     evaluation: EvaluationBudget = field(default_factory=EvaluationBudget)
     grids: list[GridBudget] = field(default_factory=list)
+    confirmation: ConfirmationBudget | None = None
     #: Default: the published question's comparisons (every recipe of them is in the default plan).
     comparisons: list[Comparison] = field(default_factory=lambda: [Comparison(*c) for c in COMPARISONS])
     #: What results at this budget's scale can and cannot say about the published ones (a RESULTS.md
@@ -202,6 +239,8 @@ class Budget:
         self.evaluation.validate(where)
         for grid in self.grids:
             grid.validate(where)
+        if self.confirmation is not None:
+            self.confirmation.validate(where, self.grids)
         if self.scope is not None and not self.scope.strip():
             raise ConfigError(f"{where}: scope: empty (leave it out, or say what this scale can and cannot show)")
         planned = {*self.plan.teachers, *self.plan.baselines, *self.plan.students}
@@ -219,18 +258,23 @@ class Budget:
         `tiny`'s overrides go after this budget's role overrides, so they win; this budget's own
         every-run overrides (its data and batch sizes) are dropped.
         """
-        from babykd.grid import load_grid
-
         return dataclasses.replace(
             self, description=f"{self.description} — smoke: {tiny.description}", overrides=[],
             role_overrides={role: [*self.role_overrides.get(role, []), *tiny.overrides] for role in ROLES},
             models=tiny.models, distillation_overrides=[*self.distillation_overrides, *tiny.distillation_overrides],
             evaluation=dataclasses.replace(self.evaluation,
                                            max_items_per_subtask=tiny.evaluation.max_items_per_subtask),
-            grids=[dataclasses.replace(screen, overrides=[],
-                                       points=screen.indices(load_grid(screen.path))[:SMOKE_GRID_POINTS])
-                   for screen in self.grids],
+            grids=[smoke_screen(screen) for screen in self.grids],
+            confirmation=None if self.confirmation is None else dataclasses.replace(
+                self.confirmation, best=1, variants=[smoke_screen(v) for v in self.confirmation.variants]),
         )
+
+
+def smoke_screen(screen: GridBudget) -> GridBudget:
+    """A grid as a smoke screens it: its first few points at the tiny budget's steps."""
+    from babykd.grid import load_grid
+
+    return dataclasses.replace(screen, overrides=[], points=screen.indices(load_grid(screen.path))[:SMOKE_GRID_POINTS])
 
 
 def budget_names() -> list[str]:
@@ -246,15 +290,23 @@ def load_budget(name: str) -> Budget:
 
 @dataclass(frozen=True)
 class Stage:
-    """One training run of the reproduction."""
+    """One training run of the reproduction: a recipe of the plan, or a confirmation arm (a recipe under
+    `overrides`, named `arm`, chosen from a screen by `babykd.confirmation`)."""
 
     recipe: str  # config/runs/{pretrain,distill}/<recipe>.yaml
     role: str  # teacher | baseline | student
     seed: int
+    arm: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The model's name in the table (its runs are `<label>-seed<k>`)."""
+        return self.arm or self.recipe
 
     @property
     def run_name(self) -> str:
-        return self.recipe if self.role == "teacher" else f"{self.recipe}-seed{self.seed}"
+        return self.label if self.role == "teacher" else f"{self.label}-seed{self.seed}"
 
     @property
     def config_path(self) -> Path:
@@ -282,7 +334,7 @@ def _absolute(override: str) -> str:
 def stage_config(stage: Stage, budget: Budget, corpus: Path, out_root: Path) -> RunConfig:
     """The run config of a stage under a budget: recipe + budget overrides + corpus/output/teachers."""
     overrides = budget_overrides(stage.config_path, stage.role, budget, corpus, out_root)
-    return load_run_config(stage.config_path, [*overrides, f"output.name={stage.run_name}",
+    return load_run_config(stage.config_path, [*overrides, *stage.overrides, f"output.name={stage.run_name}",
                                                f"training.seed={stage.seed}"])
 
 
@@ -299,40 +351,50 @@ def budget_overrides(recipe_path: Path, role: str, budget: Budget, corpus: Path,
     return overrides
 
 
-def grid_overrides(screen: GridBudget, grid: "Grid", budget: Budget, corpus: Path, out_root: Path) -> list[str]:
-    """The `--set` list of every point of `screen` (`grid`: its file, loaded): the budget's student overrides,
-    runs under <out>/grid, seed 0."""
-    overrides = budget_overrides(grid.base, "student", budget, corpus, out_root)
-    return [*overrides, f"output.root={out_root / GRID_DIR}", "training.seed=0", *screen.overrides]
+@dataclass(frozen=True)
+class Screen:
+    """A grid as a budget screens it: its entry, the loaded file, every point's `--set` list, the points."""
+
+    entry: GridBudget
+    grid: "Grid"
+    overrides: list[str]
+    indices: list[int]
+    extra: tuple[str, ...] = ()  # what a confirmation added to the entry's overrides (the chosen alpha)
+
+    def run_dirs(self) -> list[Path]:
+        return [self.grid.config(index, self.overrides).output.run_dir for index in self.indices]
 
 
-def screens(budget: Budget, corpus: Path, out_root: Path) -> list[tuple[GridBudget, "Grid", list[str], list[int]]]:
-    """Each grid the budget screens: its budget entry, the loaded file, the `--set` list and the indices of its points."""
+def screens(entries: Sequence[GridBudget], budget: Budget, corpus: Path, out_root: Path,
+            extra: Sequence[str] = (), folder: str = GRID_DIR) -> list[Screen]:
+    """The grids `entries` screened at the budget's student sizes, seed 0, under `<out_root>/<folder>`.
+
+    Every point's `--set` list: the budget's student overrides, the output root, the seed, the entry's own
+    overrides (a screen is shorter than a confirmation), then `extra` (a confirmation's chosen alpha).
+    """
     from babykd.grid import load_grid
 
-    loaded = [(screen, load_grid(screen.path)) for screen in budget.grids]
-    return [(screen, grid, grid_overrides(screen, grid, budget, corpus, out_root), screen.indices(grid))
-            for screen, grid in loaded]
+    loaded = []
+    for entry in entries:
+        grid = load_grid(entry.path)
+        overrides = [*budget_overrides(grid.base, "student", budget, corpus, out_root),
+                     f"output.root={out_root / folder}", "training.seed=0", *entry.overrides, *extra]
+        loaded.append(Screen(entry, grid, overrides, entry.indices(grid), tuple(extra)))
+    return loaded
 
 
-def grid_run_dirs(budget: Budget, corpus: Path, out_root: Path) -> list[Path]:
-    """The run folder of every grid point the budget screens, grid by grid."""
-    return [grid.config(index, overrides).output.run_dir
-            for _, grid, overrides, indices in screens(budget, corpus, out_root) for index in indices]
-
-
-def run_grids(budget: Budget, corpus: Path, out_root: Path) -> None:
-    """Screen every point of the budget's grids (their teachers come from the plan), timed per point."""
+def run_grids(screened: Sequence[Screen], out_root: Path) -> None:
+    """Train every point of `screened` (their teachers come from the plan), timed per point."""
     from babykd.grid import run_point
     from babykd.run.preemption import PREEMPTED_EXIT_CODE
 
     clock = StageClock(out_root)
-    for _, grid, overrides, indices in screens(budget, corpus, out_root):
-        for position, index in enumerate(indices, 1):
-            name = grid.point(index).name
+    for screen in screened:
+        for position, index in enumerate(screen.indices, 1):
+            name = screen.grid.point(index).name
             started = time.perf_counter()
-            print(f"[{grid.source.stem} {position}/{len(indices)}] point {index} {name}", flush=True)
-            if run_point(grid, index, overrides) == PREEMPTED_EXIT_CODE:
+            print(f"[{screen.grid.source.stem} {position}/{len(screen.indices)}] point {index} {name}", flush=True)
+            if run_point(screen.grid, index, screen.overrides) == PREEMPTED_EXIT_CODE:
                 sys.exit(f"grid point {index}: stopped by a signal; rerun the same command to continue")
             if time.perf_counter() - started > 5:  # a point found finished: nothing to record
                 clock.record(f"grid {name}", time.perf_counter() - started)
@@ -474,8 +536,8 @@ def collect_rows(stages: Sequence[Stage], out_root: Path, columns: Sequence[str]
         prov = json.loads((run_dir / "provenance.json").read_text())
         results = read_results(results_path)
         tasks = results["tasks"]
-        row = rows.setdefault(stage.recipe, ModelRow(
-            stage.recipe, stage.role, prov["parameters"], _tokens_seen(run_dir, prov["global_steps"]),
+        row = rows.setdefault(stage.label, ModelRow(
+            stage.label, stage.role, prov["parameters"], _tokens_seen(run_dir, prov["global_steps"]),
             0.0, {key: [] for key in (*columns, DEV_CE)}, {t: tasks.get(t, {}).get("stderr") for t in columns},
             words_seen=_optional_int(prov.get("words_seen")),
             lineage_words_seen=_optional_int(prov.get("lineage_words_seen")),
@@ -670,19 +732,20 @@ def figure_values(rows: Sequence[ModelRow], columns: Sequence[str]) -> np.ndarra
     return np.array([[row.mean(column) for column in columns] for row in rows], dtype=np.float64)
 
 
-def grid_sections(budget: Budget, corpus: Path, out_root: Path, results_path: Path) -> list[str]:
+def grid_sections(screened: Sequence[Screen], columns: Sequence[str], results_path: Path) -> list[str]:
     """Each screened grid's RESULTS.md section, its heat map and every grid's points as CSV beside it."""
     from babykd import grid_report
 
-    columns, sections, tables = budget.evaluation.columns, [], []
+    sections, tables = [], []
     table = results_path.with_name(f"{results_path.stem}-grid.csv")
-    for screen, grid, overrides, indices in screens(budget, corpus, out_root):
-        rows = grid_report.read_rows(grid, indices, overrides, columns)
+    for screen in screened:
+        grid = screen.grid
+        rows = grid_report.read_rows(grid, screen.indices, screen.overrides, columns)
         figure = results_path.with_name(f"{results_path.stem}-grid-{grid.source.stem}.png")
         picture = grid_report.heatmap(grid, rows)
         if picture is not None:
             atomic_write_bytes(figure, picture)
-        sections.append(grid_report.section(grid, rows, columns, screen.overrides, table.name,
+        sections.append(grid_report.section(grid, rows, columns, [*screen.entry.overrides, *screen.extra], table.name,
                                             figure.name if picture is not None else None))
         tables.append((grid, rows))
     if tables:
@@ -691,8 +754,12 @@ def grid_sections(budget: Budget, corpus: Path, out_root: Path, results_path: Pa
 
 
 def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, corpus: Path, out_root: Path,
-                 results_path: Path, wall_s: float, unigram_ce: float) -> None:
-    """RESULTS.md with its figure (.png) and table (.csv) beside it, and each grid's (`grid_sections`)."""
+                 results_path: Path, wall_s: float, unigram_ce: float, screened: Sequence[Screen] = (),
+                 comparisons: Sequence[Comparison] = (), confirmation: str | None = None) -> None:
+    """RESULTS.md with its figure (.png) and table (.csv) beside it, and each screen's (`grid_sections`).
+
+    `comparisons` are reported after the budget's own; `confirmation` is the section saying how the
+    confirmation's arms were chosen (`babykd.confirmation`)."""
     from babykd.evaluation.report import plot_table
 
     figure, table = results_path.with_suffix(".png"), results_path.with_suffix(".csv")
@@ -730,9 +797,10 @@ def write_report(rows: Sequence[ModelRow], budget_name: str, budget: Budget, cor
         "",
         "## Findings",
         "",
-        findings(rows, budget.comparisons, columns),
+        findings(rows, [*budget.comparisons, *comparisons], columns),
         "",
-        *grid_sections(budget, corpus, out_root, results_path),
+        *grid_sections(screened, columns, results_path),
+        *([confirmation] if confirmation else []),
         *(["## What this scale can and cannot say", "", budget.scope.strip(), ""] if budget.scope else []),
         "## Wall time per stage",
         "",
@@ -781,13 +849,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     corpus = args.corpus.resolve()
     run_stages(stages, budget, corpus, out_root)
-    run_grids(budget, corpus, out_root)
-    evaluate_runs([*(out_root / s.run_name for s in stages), *grid_run_dirs(budget, corpus, out_root)],
+    screened = screens(budget.grids, budget, corpus, out_root)
+    run_grids(screened, out_root)
+    evaluate_runs([*(out_root / s.run_name for s in stages), *(d for s in screened for d in s.run_dirs())],
                   budget.evaluation, args.eval_data, args.suite_data, out_root)
+    comparisons, section = [], None
+    if budget.confirmation is not None:
+        from babykd.confirmation import run_confirmation
+
+        confirmed = run_confirmation(budget, stages, screened, seeds, corpus, out_root, args.eval_data,
+                                     args.suite_data)
+        stages, screened = [*stages, *confirmed.stages], [*screened, *confirmed.screens]
+        comparisons, section = confirmed.comparisons, confirmed.section
     results_path = args.results or out_root / "RESULTS.md"
     unigram_ce = unigram_dev_ce(stage_config(stages[0], budget, corpus, out_root))
     write_report(collect_rows(stages, out_root, budget.evaluation.columns), name, budget, corpus, out_root,
-                 results_path, time.perf_counter() - started, unigram_ce)
+                 results_path, time.perf_counter() - started, unigram_ce, screened, comparisons, section)
     print(results_path.read_text())
     print(f"reproduction ({name}, {seeds} seeds) done in {time.perf_counter() - started:.0f} s: {results_path}")
 

@@ -31,8 +31,9 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert (out / "RESULTS.png").stat().st_size > 1000
     loaded = reproduce.load_budget(budget)
     recipes, columns = loaded.plan, loaded.evaluation.columns
+    arms = _assert_confirmation(out, text, loaded)
     rows = [line for line in text.splitlines() if any(f" | {role} | " in line for role in reproduce.ROLES)]
-    assert len(rows) == len(recipes.teachers) + len(recipes.baselines) + len(recipes.students)
+    assert len(rows) == len(recipes.teachers) + len(recipes.baselines) + len(recipes.students) + arms
     assert f"| dev CE | {' | '.join(columns)} | seeds |" in text
     assert "## Tasks not scored" not in text and not any("n/a" in row.split(" | ", 6)[-1] for row in rows)
     student = next(line for line in rows if line.startswith("| BabyLlama1-58M-strict |"))
@@ -45,14 +46,14 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     scope = f"## What this scale can and cannot say\n\n{(loaded.scope or '').strip()}\n"
     assert (scope in text) == (loaded.scope is not None)
     per_run = (out / "RESULTS.csv").read_text().splitlines()
-    assert len(per_run) == 1 + len(reproduce.plan(2, recipes)) and per_run[0].startswith("model,role,seed")
+    assert len(per_run) == 1 + len(reproduce.plan(2, recipes)) + 2 * arms and per_run[0].startswith("model,role,seed")
     _assert_grid_report(out, text, loaded)
 
     # a rerun skips every finished stage and evaluation
     capsys.readouterr()
     reproduce.main(args)
     log = capsys.readouterr().out
-    assert log.count("done already, skipped") == len(reproduce.plan(2, recipes))
+    assert log.count("done already, skipped") == len(reproduce.plan(2, recipes)) + 2 * arms
     assert "evaluating" not in log
 
     # a finished run whose config is not the budget's (an edited budget) is named, not skipped
@@ -60,6 +61,45 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     saved.write_text(saved.read_text().replace("  lr: ", "  lr: 1.0e-09 #", 1))
     with pytest.raises(SystemExit, match=r"finished run of another config .*training\.lr"):
         reproduce.main(args)
+
+
+def _assert_confirmation(out: Path, text: str, budget: reproduce.Budget) -> int:
+    """The confirmation's arms (how many): chosen from the finished screen, trained on both seeds, compared."""
+    if budget.confirmation is None:
+        assert "## Confirmation arms" not in text and not (out / "confirmation.json").exists()
+        return 0
+    choice = json.loads((out / "confirmation.json").read_text())
+    names = [arm["name"] for arm in choice["arms"]]
+    ranked = [point["dev_ce"] for point in choice["ranked"]]
+    assert ranked == sorted(ranked) and len(ranked) == reproduce.SMOKE_GRID_POINTS * len(budget.confirmation.screens)
+    alpha = format_value(choice["alpha"])
+    control = f"logit-kd-L{alpha}"
+    assert names[0] == control and f"{control}-cached" in names and f"{control}-fixed" in names
+    assert any(("cosine" in name or "upper" in name) and name.endswith(f"-L{alpha}") for name in names)  # a variant
+    assert len(choice["variants"]) == reproduce.SMOKE_GRID_POINTS * len(budget.confirmation.variants)
+    assert "## Confirmation arms" in text and all(f"- `{name}`: " in text for name in names)
+    table = text.splitlines()
+    assert all(any(line.startswith(f"| {name} | student | ") for line in table) for name in names)
+    assert f"{control}: teacher cache vs online teachers (fixed chunks): dev CE" in text
+    assert f"PalenkaLlama1-58M-strict-L0.1-H0.5 vs {control}: dev CE" in text
+    for name in names:
+        assert (out / f"{name}-seed1" / "eval" / "results.json").is_file()
+    assert all(f"## Grid {Path(v.file).stem}\n" in text for v in budget.confirmation.variants)
+    return len(names)
+
+
+def test_a_chosen_point_that_is_a_recipe_of_the_plan_is_not_trained_twice(tmp_path: Path) -> None:
+    from babykd.confirmation import Arm, same_as_plan
+
+    budget = reproduce.load_budget("cpu-grid")
+    stages, recipe = reproduce.plan(1, budget.plan), "PalenkaLlama1-58M-strict-L0.1-H0.5"
+    corpus = tmp_path / "corpus.zip"
+
+    def arm(hidden: float) -> Arm:
+        return Arm("point", recipe, ("distillation.weights.kl=0.1", f"distillation.weights.hidden={hidden}"), "")
+
+    assert same_as_plan(arm(0.5), budget, stages, corpus, tmp_path) == recipe
+    assert same_as_plan(arm(0.3), budget, stages, corpus, tmp_path) is None
 
 
 def _assert_grid_report(out: Path, text: str, budget: reproduce.Budget) -> None:
@@ -75,8 +115,10 @@ def _assert_grid_report(out: Path, text: str, budget: reproduce.Budget) -> None:
     if budget.grids:
         lines = (out / "RESULTS-grid.csv").read_text().splitlines()
         header, values = lines[0].split(","), [line.split(",") for line in lines[1:]]
-        assert len(values) == len(points) and "share_hidden_mid" in header
-        assert all(row[header.index("share_hidden_mid")] and row[header.index("dev_ce")] for row in values)
+        variants = len(budget.confirmation.variants) if budget.confirmation else 0
+        assert len(values) == len(points) + reproduce.SMOKE_GRID_POINTS * variants and "share_hidden_mid" in header
+        hidden = [i for i, name in enumerate(header) if name.startswith("share_hidden") and name.endswith("_mid")]
+        assert all(any(row[i] for i in hidden) and row[header.index("dev_ce")] for row in values)  # each its term
 
 
 def test_plan_orders_teachers_before_students() -> None:
