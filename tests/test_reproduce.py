@@ -36,7 +36,7 @@ def test_reproduction_writes_table_with_seeds_and_provenance(demo_corpus, tmp_pa
     assert len(rows) == len(recipes.teachers) + len(recipes.baselines) + len(recipes.students) + arms
     assert f"| dev CE | {' | '.join(columns)} | seeds |" in text
     assert "## Tasks not scored" not in text and not any("n/a" in row.split(" | ", 6)[-1] for row in rows)
-    student = next(line for line in rows if line.startswith("| BabyLlama1-58M-strict |"))
+    student = next(line for line in rows if line.startswith(f"| {recipes.students[0]} |"))
     assert " ± " in student and student.rstrip().endswith("| 2 |")  # mean ± sd over 2 seeds
     assert all(f"{c.label}: dev CE" in text for c in loaded.comparisons) and "paired seeds" in text
     assert "Unigram model of the train split" in text and "chance is 0.5" in text
