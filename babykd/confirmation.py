@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from babykd import REPO_ROOT
 from babykd.grid import PointResult, format_value, rank, read_point
 from babykd.losses.terms import weight_of
 from babykd.reproduce import (
@@ -29,7 +28,6 @@ from babykd.run.atomic import atomic_write_json
 ALPHA_KEY = "distillation.weights.kl"
 #: Where the choice is recorded, below the budget's output root.
 CHOICE_FILE = "confirmation.json"
-DISTILL_RECIPES = REPO_ROOT / "config" / "runs" / "distill"
 
 
 @dataclass(frozen=True)
@@ -66,9 +64,10 @@ def ranked_points(screened: Sequence[Screen]) -> list[tuple[Screen, PointResult]
 def point_arm(screen: Screen, result: PointResult, extra: Sequence[str], suffix: str, why: str) -> Arm:
     """A screened point as an arm: its grid's base recipe under the point's values (and `extra`)."""
     base = screen.grid.base
-    if base.parent.resolve() != DISTILL_RECIPES.resolve():
-        raise SystemExit(f"{screen.grid.source}: base {base} is not a recipe of {DISTILL_RECIPES}: a confirmation "
-                         "trains recipes from there")
+    recipe = Stage(base.stem, "student", 0).config_path
+    if recipe.resolve() != base.resolve():
+        raise SystemExit(f"{screen.grid.source}: base {base} is not a distillation recipe of the repository "
+                         f"({recipe.parent}): a confirmation trains those")
     return Arm(f"{result.point.name}{suffix}", base.stem, (*result.point.overrides, *extra), why)
 
 
