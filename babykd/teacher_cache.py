@@ -328,22 +328,28 @@ def head_inputs_batch(teachers: Sequence[PreTrainedModel], input_ids: torch.Tens
 
 
 def _checked_head_input(teacher: PreTrainedModel, input_ids: torch.Tensor) -> torch.Tensor:
-    """What `teacher`'s output head reads for `input_ids`, verified against its logits and its body's output."""
+    """What `teacher`'s output head reads for `input_ids`, verified against its logits and its body's output.
+
+    One forward: hooks capture the body's output and the head's input as the full model computes them.
+    """
     head = output_head(teacher)
     seen: list[torch.Tensor] = []
-    hook = head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    bodies: list[torch.Tensor] = []
+    body = getattr(teacher, "base_model", None)
+    hooks = [head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))]
+    if body is not None:
+        hooks.append(body.register_forward_hook(lambda module, args, output: bodies.append(output.last_hidden_state)))
     try:
         logits = teacher(input_ids=input_ids).logits
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     _check_head(teacher, head(seen[0]), logits)
-    body = teacher.base_model(input_ids=input_ids).last_hidden_state
-    if not _relative_difference(body, seen[0]) <= HEAD_CHECK_TOLERANCE:
-        raise ValueError(
-            f"teacher {getattr(teacher, 'name_or_path', type(teacher).__name__)}: its body's last hidden state "
-            "is not what its output head reads, so its head inputs cannot be cached from the body: use "
-            "distillation.teacher_cache_top_k"
-        )
+    if not bodies or not _relative_difference(bodies[0], seen[0]) <= HEAD_CHECK_TOLERANCE:
+        why = "it has no base_model to run alone" if not bodies else \
+            "its body's last hidden state is not what its output head reads"
+        raise ValueError(f"teacher {getattr(teacher, 'name_or_path', type(teacher).__name__)}: {why}, so its head "
+                         "inputs cannot be cached from the body: use distillation.teacher_cache_top_k")
     return seen[0]
 
 
