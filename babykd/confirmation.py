@@ -24,8 +24,9 @@ from babykd.reproduce import (
 )
 from babykd.run.atomic import atomic_write_json
 
-#: The setting a confirmation's alpha is: the weight of the logit KD term.
-ALPHA_KEY = "distillation.weights.kl"
+#: The term whose weight a confirmation's alpha is (the logit KD term), and that weight's setting.
+ALPHA_TERM = "kl"
+ALPHA_KEY = f"distillation.weights.{ALPHA_TERM}"
 #: Where the choice is recorded, below the budget's output root.
 CHOICE_FILE = "confirmation.json"
 
@@ -75,7 +76,7 @@ def alpha_of(screen: Screen, result: PointResult) -> float:
     """The KL weight the point trained with (an axis or its recipe's value)."""
     distillation = screen.grid.config(result.point.index, screen.overrides).distillation
     assert distillation is not None, "a screened grid is a distillation recipe's"
-    return weight_of(distillation.weights, "kl")
+    return weight_of(distillation.weights, ALPHA_TERM)
 
 
 def _dev_ce(result: PointResult) -> str:
@@ -131,7 +132,7 @@ def run_confirmation(budget: Budget, plan_stages: Sequence[Stage], screened: Seq
             arms.append(arm)
         else:
             notes.append(f"- `{arm.name}` ({arm.why}) is the plan's `{twin}`: not trained twice")
-        compared.append((twin or arm.name, arm.why))
+        compared.append(twin or arm.name)
     if confirmation.cache:
         fixed = ("data.random_offset=false",)
         arms += [Arm(f"{logit.name}-fixed", logit.recipe, (*logit.overrides, *fixed),
@@ -147,7 +148,7 @@ def run_confirmation(budget: Budget, plan_stages: Sequence[Stage], screened: Seq
 
     comparisons = [Comparison(f"{logit.name} (logit KD at the best alpha) vs the student alone", logit.name, baseline)
                    for baseline in budget.plan.baselines]
-    named = dict.fromkeys([*(name for name, _ in compared),
+    named = dict.fromkeys([*compared,
                            *(s.label for s in plan_stages if s.role == "student" and s.seed == 0)])
     comparisons += [Comparison(f"{name} vs {logit.name}", name, logit.name) for name in named]
     if confirmation.cache:
