@@ -12,15 +12,18 @@ order and initial weights, so every difference is paired by seed. The choice is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from babykd.grid import PointResult, format_value, rank, read_point
 from babykd.losses.terms import weight_of
+from babykd.paired import DEV_CE, Paired, paired
 from babykd.reproduce import (
-    GRID_DIR, Budget, Comparison, Screen, Stage, evaluate_runs, run_grids, run_stages, screens, stage_config,
+    GRID_DIR, Budget, Comparison, ModelRow, Screen, Stage, evaluate_runs, run_grids, run_stages, screens,
+    stage_config,
 )
 from babykd.run.atomic import atomic_write_json
 
@@ -46,12 +49,21 @@ class Arm:
 
 @dataclass
 class Confirmation:
-    """What a confirmation adds to the report: its runs, its screens and comparisons, and its choice in words."""
+    """What a confirmation adds to the report: its runs, its screens and comparisons, its choice in words, and
+    which models answer its question (the control, the hidden-term arms set against it, the cache pair)."""
 
     stages: list[Stage]
     screens: list[Screen]
     comparisons: list[Comparison]
-    section: str
+    choice: str
+    control: str
+    baselines: list[str]
+    hidden_arms: list[str]
+    cache_pair: tuple[str, str] | None
+
+    def section(self, rows: Sequence[ModelRow], columns: Sequence[str]) -> str:
+        """RESULTS.md's confirmation: how the arms were chosen, then what their paired differences say."""
+        return "\n".join([self.choice, what_this_says(self, {row.label: row for row in rows}, columns)])
 
 
 def ranked_points(screened: Sequence[Screen]) -> list[tuple[Screen, PointResult]]:
@@ -151,17 +163,18 @@ def run_confirmation(budget: Budget, plan_stages: Sequence[Stage], screened: Seq
     named = dict.fromkeys([*compared,
                            *(s.label for s in plan_stages if s.role == "student" and s.seed == 0)])
     comparisons += [Comparison(f"{name} vs {logit.name}", name, logit.name) for name in named]
-    if confirmation.cache:
-        comparisons.append(Comparison(f"{logit.name}: teacher cache vs online teachers (fixed chunks)",
-                                      f"{logit.name}-cached", f"{logit.name}-fixed"))
+    cache_pair = (f"{logit.name}-cached", f"{logit.name}-fixed") if confirmation.cache else None
+    if cache_pair:
+        comparisons.append(Comparison(f"{logit.name}: teacher cache vs online teachers (fixed chunks)", *cache_pair))
     choice = {"alpha": alpha, "ranked": [{"run": r.point.name, "dev_ce": r.dev_ce} for _, r in ranked],
               "variants": [{"run": r.point.name, "dev_ce": r.dev_ce} for _, r in variants],
               "arms": [dataclasses.asdict(arm) for arm in arms], "plan_twins": notes}
     atomic_write_json(out_root / CHOICE_FILE, choice)
-    return Confirmation(stages, variant_screens, comparisons, section(arms, notes, alpha, seeds))
+    return Confirmation(stages, variant_screens, comparisons, choice_section(arms, notes, alpha, seeds), logit.name,
+                        list(budget.plan.baselines), list(named), cache_pair)
 
 
-def section(arms: Sequence[Arm], notes: Sequence[str], alpha: float, seeds: int) -> str:
+def choice_section(arms: Sequence[Arm], notes: Sequence[str], alpha: float, seeds: int) -> str:
     """RESULTS.md's account of the choice: each arm, what it is and why it was chosen."""
     lines = ["## Confirmation arms", "",
              f"Chosen by `babykd.confirmation` from the screens above (lowest dev CE first); the best point's "
@@ -169,3 +182,84 @@ def section(arms: Sequence[Arm], notes: Sequence[str], alpha: float, seeds: int)
              f"full length on the plan's data order and initial weights (its choice: `{CHOICE_FILE}`).", ""]
     lines += [f"- `{arm.name}`: {arm.why}; settings `{' '.join(arm.overrides)}` on `{arm.recipe}`" for arm in arms]
     return "\n".join([*lines, *notes, ""])
+
+
+def _gain(result: Paired) -> str:
+    scale, unit = result.scale
+    return f"{result.largest_gain * scale:.3f} {unit}"
+
+
+def _delta(result: Paired) -> str:
+    scale, unit = result.scale
+    spread = "" if math.isnan(result.sd) else f" ± {result.sd * scale:.3f}"
+    return f"{result.mean * scale:+.3f}{spread} {unit} over {result.n} seed{'s' * (result.n > 1)}"
+
+
+def what_this_says(confirmation: Confirmation, by_label: Mapping[str, ModelRow], columns: Sequence[str]) -> str:
+    """The confirmation's answer in plain words, generated from its paired differences by the report's rule.
+
+    Does any hidden-term arm beat logit KD beyond seed noise (which, by how much), and if none does, the
+    largest gain the rule leaves open: the effect sizes the study rules out. Then the cache against online."""
+    lines = ["## What this says", "",
+             "Generated from the paired differences above, by their rule (|mean Δ| over twice its standard error)."]
+    control = by_label.get(confirmation.control)
+    if control is None:
+        return "\n".join([*lines, "", f"`{confirmation.control}` has no results yet: nothing to say.", ""])
+    sentences = []
+    for baseline in confirmation.baselines:
+        if baseline in by_label and (result := paired(control, by_label[baseline], DEV_CE)) is not None:
+            sentences.append(f"Logit KD at the best alpha (`{control.label}`) against the student alone "
+                             f"(`{baseline}`): dev CE {_delta(result)}, {result.verdict}.")
+    against = {name: {key: paired(by_label[name], control, key) for key in (DEV_CE, *columns)}
+               for name in confirmation.hidden_arms if name in by_label}
+    dev = {name: results[DEV_CE] for name, results in against.items() if results[DEV_CE] is not None}
+    if dev:
+        seeds = max(result.n for result in dev.values())
+        best_name = min(dev, key=lambda name: dev[name].mean)
+        best = dev[best_name]
+        better = [name for name, result in dev.items() if result.exceeds_noise and result.a_better]
+        worse = [name for name, result in dev.items() if result.exceeds_noise and not result.a_better]
+        if better:
+            sentences.append(
+                f"{len(better)} of the {len(dev)} hidden-term arms beat logit KD on dev CE beyond seed noise: "
+                + "; ".join(f"`{name}` by {_delta(dev[name])}" for name in better) + ".")
+        elif seeds < 2:
+            sentences.append(f"No verdict: one seed gives no noise estimate. The lowest dev CE against logit KD is "
+                             f"`{best_name}`'s, {_delta(best)}.")
+        else:
+            open_gain = max(dev.values(), key=lambda result: result.largest_gain)
+            sentences.append(
+                f"No hidden-term arm beats logit KD on dev CE beyond seed noise ({len(dev)} arms). The closest, "
+                f"`{best_name}`, is {_delta(best)}; the rule leaves open a gain of at most {_gain(best)} for it, "
+                f"and of at most {_gain(open_gain)} for any arm: larger dev CE gains are ruled out.")
+        if worse:
+            sentences.append(f"{len(worse)} {'is' if len(worse) == 1 else 'are'} worse than logit KD beyond seed noise: "
+                             + ", ".join(f"`{name}` ({_delta(dev[name])})" for name in worse) + ".")
+        wins = [f"`{name}` on {key} ({_delta(result)})" for name, results in against.items()
+                for key, result in results.items()
+                if key != DEV_CE and result is not None and result.exceeds_noise and result.a_better]
+        losses = sum(1 for results in against.values() for key, result in results.items()
+                     if key != DEV_CE and result is not None and result.exceeds_noise and not result.a_better)
+        sentences.append(
+            (f"On the {len(columns)} tasks, beating logit KD beyond seed noise: " + "; ".join(wins) + "."
+             if wins else f"On none of the {len(columns)} tasks does any hidden-term arm beat logit KD beyond "
+                          "seed noise.")
+            + f" Arm-task pairs worse beyond it: {losses}.")
+        if columns and seeds > 1:
+            first = [results[columns[0]] for results in against.values() if results[columns[0]] is not None]
+            if first and not any(result.exceeds_noise and result.a_better for result in first):
+                widest = max(first, key=lambda result: result.largest_gain)
+                sentences.append(f"On {columns[0]} the rule leaves open a gain of at most {_gain(widest)} for "
+                                 "any arm.")
+    if confirmation.cache_pair and all(name in by_label for name in confirmation.cache_pair):
+        cached, fixed = (by_label[name] for name in confirmation.cache_pair)
+        results = [result for key in (DEV_CE, *columns) if (result := paired(cached, fixed, key)) is not None]
+        differing = [f"{result.key} ({_delta(result)})" for result in results if result.exceeds_noise]
+        head = results[0] if results and results[0].key == DEV_CE else None
+        sentences.append(
+            f"Logit KD from the head-input teacher cache against the same recipe with online teachers, on the "
+            f"same fixed chunks: " + (f"dev CE {_delta(head)}; " if head else "")
+            + (f"it differs beyond seed noise on {', '.join(differing)}." if differing else
+               "no difference beyond seed noise on dev CE or any task: the cache trains the same recipe "
+               "as far as these seeds can tell."))
+    return "\n".join([*lines, "", *(f"- {sentence}" for sentence in sentences), ""])

@@ -47,6 +47,7 @@ from babykd.config import ConfigError, RunConfig, dataclass_from_mapping, load_r
 from babykd.errors import EvaluationError
 from babykd.evaluation.suite import FULL_ONLY, SUITE_TASKS, result_name
 from babykd.evaluation.suite_tasks import REGISTRY
+from babykd.paired import DEV_CE, RULE, paired, paired_table
 from babykd.run.provenance import file_sha256, provenance
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ STUDENTS = (
 )
 EVAL_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
 #: The student's plain cross-entropy on the dev split (`eval_loss` in provenance): comparable across objectives.
-DEV_CE = "dev CE"
 ROLES = ("teacher", "baseline", "student")
 BUDGETS_DIR = REPO_ROOT / "config" / "reproduce"
 #: Where a budget's grid points run, below its output root.
@@ -582,53 +582,17 @@ def markdown(rows: Sequence[ModelRow], columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Paired:
-    """A − B per seed both have: mean, sd, the seeds, and how many favour A (higher score / lower CE)."""
-
-    mean: float
-    sd: float
-    n: int
-    favour_a: int
-
-    @property
-    def exceeds_noise(self) -> bool:
-        """|mean Δ| above twice its standard error over seeds (a paired t above 2); needs 2 seeds or more."""
-        if self.n < 2:
-            return False
-        return abs(self.mean) > 2 * self.sd / math.sqrt(self.n) if self.sd > 0 else self.mean != 0
-
-
-def paired(a: ModelRow, b: ModelRow, key: str) -> Paired | None:
-    first, second = a.by_seed(key), b.by_seed(key)
-    diffs = [first[s] - second[s] for s in first if s in second and not math.isnan(first[s] - second[s])]
-    if not diffs:
-        return None
-    better = (lambda d: d < 0) if key == DEV_CE else (lambda d: d > 0)
-    return Paired(statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else math.nan, len(diffs),
-                  sum(1 for d in diffs if better(d)))
-
-
-def _describe(key: str, result: Paired) -> str:
-    scale, unit = (1.0, "nats") if key == DEV_CE else (100.0, "points")
-    spread = "" if math.isnan(result.sd) else f", sd {result.sd * scale:.2f}"
-    better = result.mean < 0 if key == DEV_CE else result.mean > 0
-    verdict = f"exceeds seed noise: {'better' if better else 'worse'}" if result.exceeds_noise else "within seed noise"
-    return (f"{key} {result.mean * scale:+.2f} {unit} ({result.n} paired seeds{spread}; "
-            f"{result.favour_a}/{result.n} seeds favour it; {verdict})")
-
-
 def findings(rows: Sequence[ModelRow], comparisons: Sequence[Comparison], columns: Sequence[str]) -> str:
-    """A paragraph generated from the numbers: which differences exceed the seed-to-seed noise."""
+    """The paired-difference table, then a list generated from the numbers: which differences exceed the noise."""
     by_label = {row.label: row for row in rows}
-    sentences = []
-    rule = ("differences are paired by seed (A − B on the same seed); one counts as real when |mean Δ| exceeds "
-            "twice its standard error over seeds (sd(Δ)/√n). Lower dev CE is better")
+    keys = (DEV_CE, *columns)
+    sentences, pairs = [], []
     for comparison in comparisons:
         if comparison.a not in by_label or comparison.b not in by_label:
             continue
-        parts = [_describe(key, result) for key in (DEV_CE, *columns)
-                 if (result := paired(by_label[comparison.a], by_label[comparison.b], key)) is not None]
+        results = [paired(by_label[comparison.a], by_label[comparison.b], key) for key in keys]
+        pairs.append((comparison.label, results))
+        parts = [result.describe() for result in results if result is not None]
         if parts:
             sentences.append(f"{comparison.label}: " + "; ".join(parts) + ".")
     teachers = [row for row in rows if row.role == "teacher"]
@@ -658,7 +622,10 @@ def findings(rows: Sequence[ModelRow], comparisons: Sequence[Comparison], column
             f"On {task} the best student ({best.label}, {best.mean(task):.3f}) "
             + (f"beats {', '.join(beaten)}." if beaten else "does not beat any teacher.")
         )
-    return f"Rule: {rule}.\n\n" + "\n".join(f"- {s}" for s in sentences)
+    seeds = max((len(row.seeds) for row in rows), default=0)
+    table = (f"{paired_table(pairs, keys, seeds)}\n\nEach cell: mean Δ ± sd over the paired seeds (paired / the most "
+             "seeds any model ran); **better** or **worse** where it clears the rule.\n\n") if pairs else ""
+    return f"Rule: {RULE}.\n\n{table}" + "\n".join(f"- {s}" for s in sentences)
 
 
 def unigram_dev_ce(config: RunConfig) -> float:
@@ -853,18 +820,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_grids(screened, out_root)
     evaluate_runs([*(out_root / s.run_name for s in stages), *(d for s in screened for d in s.run_dirs())],
                   budget.evaluation, args.eval_data, args.suite_data, out_root)
-    comparisons, section = [], None
+    confirmed = None
     if budget.confirmation is not None:
         from babykd.confirmation import run_confirmation
 
         confirmed = run_confirmation(budget, stages, screened, seeds, corpus, out_root, args.eval_data,
                                      args.suite_data)
         stages, screened = [*stages, *confirmed.stages], [*screened, *confirmed.screens]
-        comparisons, section = confirmed.comparisons, confirmed.section
     results_path = args.results or out_root / "RESULTS.md"
     unigram_ce = unigram_dev_ce(stage_config(stages[0], budget, corpus, out_root))
-    write_report(collect_rows(stages, out_root, budget.evaluation.columns), name, budget, corpus, out_root,
-                 results_path, time.perf_counter() - started, unigram_ce, screened, comparisons, section)
+    rows = collect_rows(stages, out_root, budget.evaluation.columns)
+    write_report(rows, name, budget, corpus, out_root, results_path, time.perf_counter() - started, unigram_ce,
+                 screened, confirmed.comparisons if confirmed else (),
+                 confirmed.section(rows, budget.evaluation.columns) if confirmed else None)
     print(results_path.read_text())
     print(f"reproduction ({name}, {seeds} seeds) done in {time.perf_counter() - started:.0f} s: {results_path}")
 

@@ -82,6 +82,10 @@ def _assert_confirmation(out: Path, text: str, budget: reproduce.Budget) -> int:
     assert all(any(line.startswith(f"| {name} | student | ") for line in table) for name in names)
     assert f"{control}: teacher cache vs online teachers (fixed chunks): dev CE" in text
     assert f"PalenkaLlama1-58M-strict-L0.1-H0.5 vs {control}: dev CE" in text
+    assert f"| PalenkaLlama1-58M-strict-L0.1-H0.5 vs {control} | " in text  # the paired-difference table
+    verdict = text[text.index("## What this says"):]
+    assert f"(`{control}`) against the student alone (`Llama-58M-strict`): dev CE" in verdict
+    assert "hidden-term arm" in verdict and "teacher cache against the same recipe with online teachers" in verdict
     for name in names:
         assert (out / f"{name}-seed1" / "eval" / "results.json").is_file()
     assert all(f"## Grid {Path(v.file).stem}\n" in text for v in budget.confirmation.variants)
