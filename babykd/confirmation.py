@@ -235,11 +235,10 @@ def what_this_says(confirmation: Confirmation, by_label: Mapping[str, ModelRow],
         if worse:
             sentences.append(f"{len(worse)} {'is' if len(worse) == 1 else 'are'} worse than logit KD beyond seed noise: "
                              + ", ".join(f"`{name}` ({_delta(dev[name])})" for name in worse) + ".")
-        wins = [f"`{name}` on {key} ({_delta(result)})" for name, results in against.items()
-                for key, result in results.items()
-                if key != DEV_CE and result is not None and result.exceeds_noise and result.a_better]
-        losses = sum(1 for results in against.values() for key, result in results.items()
-                     if key != DEV_CE and result is not None and result.exceeds_noise and not result.a_better)
+        beyond = [(name, result) for name, results in against.items() for key, result in results.items()
+                  if key != DEV_CE and result is not None and result.exceeds_noise]
+        wins = [f"`{name}` on {result.key} ({_delta(result)})" for name, result in beyond if result.a_better]
+        losses = len(beyond) - len(wins)
         sentences.append(
             (f"On the {len(columns)} tasks, beating logit KD beyond seed noise: " + "; ".join(wins) + "."
              if wins else f"On none of the {len(columns)} tasks does any hidden-term arm beat logit KD beyond "

@@ -12,11 +12,17 @@ import statistics
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
-#: The student's plain cross-entropy on the dev split, nats per token: the one key where lower is better.
+#: The student's plain cross-entropy on the dev split (`eval_loss` in provenance), nats per token: comparable
+#: across objectives, and the one key where lower is better.
 DEV_CE = "dev CE"
 #: The verdict rule in words, as RESULTS.md prints it above its findings.
 RULE = ("differences are paired by seed (A − B on the same seed); one counts as real when |mean Δ| exceeds "
         "twice its standard error over seeds (sd(Δ)/√n). Lower dev CE is better")
+
+
+def scale_of(key: str) -> tuple[float, str]:
+    """How a key's differences are printed: dev CE in nats, scores (fractions) in points."""
+    return (1.0, "nats") if key == DEV_CE else (100.0, "points")
 
 
 class PerSeed(Protocol):
@@ -67,8 +73,7 @@ class Paired:
 
     @property
     def scale(self) -> tuple[float, str]:
-        """How the key is printed: dev CE in nats, scores (fractions) in points."""
-        return (1.0, "nats") if self.lower_is_better else (100.0, "points")
+        return scale_of(self.key)
 
     @property
     def verdict(self) -> str:
@@ -104,8 +109,7 @@ def paired(a: PerSeed, b: PerSeed, key: str) -> Paired | None:
 
 def paired_table(pairs: Sequence[tuple[str, Sequence[Paired | None]]], keys: Sequence[str], seeds: int) -> str:
     """Markdown: one line per comparison, one column per key (dev CE in nats, scores in points)."""
-    units = ["nats" if key == DEV_CE else "points" for key in keys]
-    lines = ["| A − B | " + " | ".join(f"{key} ({unit})" for key, unit in zip(keys, units)) + " |",
+    lines = ["| A − B | " + " | ".join(f"{key} ({scale_of(key)[1]})" for key in keys) + " |",
              "|---|" + "---:|" * len(keys)]
     for label, results in pairs:
         lines.append(f"| {label} | " + " | ".join("n/a" if r is None else r.cell(seeds) for r in results) + " |")

@@ -66,7 +66,6 @@ STUDENTS = (
     "AuxDSKD-Llama-58M-strict",
 )
 EVAL_TASKS = ("blimp_filtered", "blimp_supplement", "ewok_filtered")
-#: The student's plain cross-entropy on the dev split (`eval_loss` in provenance): comparable across objectives.
 ROLES = ("teacher", "baseline", "student")
 BUDGETS_DIR = REPO_ROOT / "config" / "reproduce"
 #: Where a budget's grid points run, below its output root.
